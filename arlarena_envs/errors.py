@@ -1,0 +1,58 @@
+"""Every error ARLArena raises derives from ArlArenaError; messages say how to fix the problem."""
+
+from __future__ import annotations
+
+
+class ArlArenaError(Exception):
+    """Base class of all ARLArena errors."""
+
+
+class SpecError(ArlArenaError, ValueError):
+    """A registry spec file is malformed or inconsistent."""
+
+
+class EnvNotFoundError(ArlArenaError, KeyError):
+    """No registered env has this id (the message lists the ids that exist)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDependencyError(ArlArenaError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+
+class DataError(ArlArenaError):
+    """Data files are missing, incomplete or fail their checksum."""
+
+
+class InvalidActionError(ArlArenaError, TypeError):
+    """`step` got something that is not an action (not str / ParsedAction)."""
+
+
+class ResetNeededError(ArlArenaError, RuntimeError):
+    """`step` was called before `reset` or after the episode ended."""
+
+
+class CheckFailedError(ArlArenaError, AssertionError):
+    """A conformance check (`arlarena check`) failed."""
+
+
+class ConfigError(ArlArenaError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class RemoteEnvError(ArlArenaError):
+    """The env server answered with an error (carries its code) or could not be reached."""
+
+    def __init__(self, message: str, code: str = "internal", status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class ServerLostError(RemoteEnvError, ConnectionError):
+    """The env server went away mid-episode."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="server_lost")

@@ -1,0 +1,128 @@
+"""The registry: `registry/*.yaml` (one file per env id and version) -> `EnvSpec` -> gym ids.
+
+Spec files are looked up, in order, in `$ARLARENA_REGISTRY_PATH` (os.pathsep-separated
+folders), the copy shipped inside the wheel (`arlarena_envs/_registry`) and the repository's
+`registry/` folder (editable installs). The first file that defines an id wins.
+
+Gymnasium 1.x has no plugin loading, so ids exist once `arlarena_envs` is imported (which
+calls `register_all`); `gym.make("arlarena_envs:arlarena/Sokoban-v0")` imports it for you.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import yaml
+from pydantic import ValidationError
+
+from arlarena_envs.contract import EnvSpec, GoldenFingerprint
+from arlarena_envs.errors import EnvNotFoundError, SpecError
+
+_lock = threading.Lock()
+_specs: dict[str, EnvSpec] | None = None
+_paths: dict[str, Path] = {}
+
+
+def registry_dirs() -> list[Path]:
+    dirs = [Path(p) for p in os.environ.get("ARLARENA_REGISTRY_PATH", "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    dirs += [here / "_registry", here.parent / "registry"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def load_spec_file(path: str | Path) -> EnvSpec:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise SpecError(f"cannot read spec {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise SpecError(f"spec {path} must be a YAML mapping")
+    try:
+        spec = EnvSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"invalid spec {path}:\n{e}") from e
+    expected = spec.name + ".yaml"
+    if path.name != expected:
+        raise SpecError(f"spec {path} defines {spec.id}; its file must be named {expected}")
+    return spec
+
+
+def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
+    """All specs, by id (cached)."""
+    global _specs
+    with _lock:
+        if _specs is None or refresh:
+            specs: dict[str, EnvSpec] = {}
+            _paths.clear()
+            for d in registry_dirs():
+                for f in sorted(d.glob("*.yaml")):
+                    spec = load_spec_file(f)
+                    if spec.id not in specs:
+                        specs[spec.id] = spec
+                        _paths[spec.id] = f
+            _specs = specs
+        return dict(_specs)
+
+
+def _normalize_id(env_id: str) -> str:
+    if ":" in env_id:  # "arlarena_envs:arlarena/Sokoban-v0"
+        env_id = env_id.split(":", 1)[1]
+    if "/" not in env_id:
+        env_id = "arlarena/" + env_id
+    return env_id
+
+
+def get_spec(env_id: str) -> EnvSpec:
+    specs = load_specs()
+    key = _normalize_id(env_id)
+    if key in specs:
+        return specs[key]
+    if "-v" not in key.rsplit("/", 1)[-1]:
+        versions = sorted((s for s in specs if s.rsplit("-v", 1)[0] == key), key=lambda s: int(s.rsplit("-v", 1)[1]))
+        if versions:
+            raise EnvNotFoundError(f"{env_id!r} needs a version; registered: {versions}")
+    raise EnvNotFoundError(f"no env {env_id!r} in the registry; registered ids: {sorted(specs)}")
+
+
+def spec_path(env_id: str) -> Path:
+    spec = get_spec(env_id)
+    return _paths[spec.id]
+
+
+def register_all() -> list[str]:
+    """Register every spec with Gymnasium (idempotent). Returns the ids."""
+    ids = []
+    for spec in load_specs().values():
+        if spec.id not in gym.registry:
+            gym.register(
+                id=spec.id,
+                entry_point=spec.entry_point,
+                kwargs={**spec.kwargs, "env_id": spec.id},
+                disable_env_checker=False,
+            )
+        ids.append(spec.id)
+    return sorted(ids)
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """`gym.make` for an ARLArena id, with a helpful error for unknown ids and missing extras."""
+    spec = get_spec(env_id)
+    register_all()
+    return gym.make(spec.id, **kwargs)
+
+
+def write_golden(env_id: str, golden: list[GoldenFingerprint]) -> Path:
+    """Rewrite the `golden:` section of the env's spec file (used after a deliberate version bump)."""
+    path = spec_path(env_id)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["golden"] = [g.model_dump() for g in golden]
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    EnvSpec.model_validate(data)
+    path.write_text(text, encoding="utf-8")
+    load_specs(refresh=True)
+    return path

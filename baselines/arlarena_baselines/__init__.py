@@ -1,0 +1,1 @@
+"""ARLArena baselines: the SAMPO trainer (see baselines/README.md)."""
