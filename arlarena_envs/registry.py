@@ -10,6 +10,8 @@ calls `register_all`); `gym.make("arlarena_envs:arlarena/Sokoban-v0")` imports i
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -20,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from arlarena_envs.contract import EnvSpec, GoldenFingerprint
-from arlarena_envs.errors import EnvNotFoundError, SpecError
+from arlarena_envs.errors import EnvNotFoundError, MissingDependencyError, SpecError
 
 _lock = threading.Lock()
 _specs: dict[str, EnvSpec] | None = None
@@ -94,6 +96,47 @@ def spec_path(env_id: str) -> Path:
     return _paths[spec.id]
 
 
+def load_entry_point(entry_point: str) -> Any:
+    """Import "module:attr". A missing optional dependency becomes MissingDependencyError."""
+    module_name, attr = entry_point.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except MissingDependencyError:
+        raise
+    except ImportError as e:
+        raise MissingDependencyError(f"cannot import {module_name} ({e}); install the extra the env needs") from e
+    return getattr(module, attr)
+
+
+def create_env(*, env_id: str, backend: str = "inprocess", url: str | None = None, token: str | None = None, **kwargs: Any) -> gym.Env:
+    """The entry point registered with Gymnasium for every spec.
+
+    backend="inprocess" builds the spec's class here; backend="remote" returns a client of an
+    env server (`arlarena serve`) at `url`, with the same API and identical transcripts."""
+    spec = get_spec(env_id)
+    if backend == "inprocess":
+        if url is not None or token is not None:
+            raise TypeError("url/token only apply to backend='remote'")
+        missing = [x for x in spec.requires if importlib.util.find_spec(_EXTRA_PROBES.get(x, x)) is None]
+        if missing:
+            raise MissingDependencyError(
+                f"{spec.id} needs the extra(s) {missing}: pip install 'arlarena-envs[{','.join(missing)}]'"
+            )
+        cls = load_entry_point(spec.entry_point)
+        return cls(env_id=spec.id, **{**spec.kwargs, **kwargs})
+    if backend == "remote":
+        if url is None:
+            raise TypeError("backend='remote' needs url='http://127.0.0.1:PORT'")
+        from arlarena_envs.server.client import RemoteEnv
+
+        return RemoteEnv(spec.id, url=url, token=token, **kwargs)
+    raise ValueError(f"unknown backend {backend!r}; use 'inprocess' or 'remote'")
+
+
+# import name to look for, per pip extra named in a spec's `requires`
+_EXTRA_PROBES = {"alfworld": "alfworld", "textworld": "textworld", "server": "fastapi", "train": "torch"}
+
+
 def register_all() -> list[str]:
     """Register every spec with Gymnasium (idempotent). Returns the ids."""
     ids = []
@@ -101,8 +144,8 @@ def register_all() -> list[str]:
         if spec.id not in gym.registry:
             gym.register(
                 id=spec.id,
-                entry_point=spec.entry_point,
-                kwargs={**spec.kwargs, "env_id": spec.id},
+                entry_point=create_env,
+                kwargs={"env_id": spec.id},
                 disable_env_checker=False,
             )
         ids.append(spec.id)
