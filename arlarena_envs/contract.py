@@ -227,6 +227,14 @@ class LeaderboardProtocol(_Model):
     sampling: SamplingParams = Field(default_factory=SamplingParams)
 
 
+class CheckSettings(_Model):
+    """How `arlarena check` exercises this env (slow engines may lower the counts, stated here)."""
+
+    resets: int = Field(1000, ge=10, description="resets in the RSS/fd growth check")
+    max_rss_growth_mb: float = Field(20.0, gt=0)
+    steps_per_transcript: int = Field(30, ge=1)
+
+
 class EnvSpec(_Model):
     """One registry file: everything needed to build, play, check and score an env version."""
 
@@ -241,6 +249,7 @@ class EnvSpec(_Model):
     golden: list[GoldenFingerprint] = Field(default_factory=list)
     leaderboard: LeaderboardProtocol | None = None
     requires: list[str] = Field(default_factory=list, description="pip extras the env needs")
+    check: CheckSettings = Field(default_factory=CheckSettings)
 
     @field_validator("splits")
     @classmethod
