@@ -58,8 +58,7 @@ class TextEnv(gym.Env[str, str]):
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
                 f"protocol fields that can be overridden: {sorted(Protocol.model_fields)}"
             )
-        self.protocol: Protocol = self.env_spec.protocol.model_copy(update=protocol_overrides)
-        self.protocol = Protocol.model_validate(self.protocol.model_dump())  # validate overrides
+        self.protocol: Protocol = Protocol.model_validate({**self.env_spec.protocol.model_dump(), **protocol_overrides})
         self.split = split or self.env_spec.default_split
         self._check_split(self.split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

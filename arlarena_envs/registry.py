@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -160,12 +161,18 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 
 
 def write_golden(env_id: str, golden: list[GoldenFingerprint]) -> Path:
-    """Rewrite the `golden:` section of the env's spec file (used after a deliberate version bump)."""
+    """Rewrite only the top-level `golden:` section of the env's spec file (the rest of the file,
+    comments included, is kept). Used when an env version is created or deliberately bumped."""
     path = spec_path(env_id)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    data["golden"] = [g.model_dump() for g in golden]
-    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
-    EnvSpec.model_validate(data)
-    path.write_text(text, encoding="utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    section = yaml.safe_dump({"golden": [g.model_dump() for g in golden]}, sort_keys=False, allow_unicode=True, width=100)
+    start = next((i for i, ln in enumerate(lines) if re.match(r"^golden:", ln)), None)
+    if start is None:
+        out = "".join(lines).rstrip("\n") + "\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if re.match(r"^[A-Za-z_]", lines[i])), len(lines))
+        out = "".join(lines[:start]) + section + "".join(lines[end:])
+    EnvSpec.model_validate(yaml.safe_load(out))
+    path.write_text(out, encoding="utf-8")
     load_specs(refresh=True)
     return path
