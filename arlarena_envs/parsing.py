@@ -32,6 +32,11 @@ _STRICT = re.compile(r"^\s*<think>(.*?)</think>\s*<action>(.*?)</action>\s*$", r
 _WS = re.compile(r"\s+")
 
 
+def _has_content(s: str) -> bool:
+    """Some visible character (control characters and whitespace alone count as empty)."""
+    return any(c.isprintable() and not c.isspace() for c in s)
+
+
 def normalize_action(action: str) -> str:
     """Lower-case and collapse whitespace: the key used to compare actions."""
     return _WS.sub(" ", action.strip()).lower()
@@ -49,7 +54,7 @@ def match_admissible(action: str, admissible: Sequence[str]) -> str | None:
 def parse_bare(text: str, admissible: Sequence[str] | None = None) -> ParsedAction:
     """A bare action such as "up" (no tags)."""
     action = text.strip()
-    if not action:
+    if not _has_content(action):
         return ParsedAction(action=None, status=ParseStatus.EMPTY, format_valid=False, raw_length=len(text))
     if admissible is not None:
         found = match_admissible(action, admissible)
@@ -106,7 +111,7 @@ def parse_response(
             return result(ParseStatus.NO_TAG, action)
         think = m.group(1).strip()
 
-    if not action:
+    if not _has_content(action):
         return result(ParseStatus.EMPTY, None, think)
     if admissible is not None:
         found = match_admissible(action, admissible)
