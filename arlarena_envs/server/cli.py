@@ -1,0 +1,118 @@
+"""`arlarena serve ENV_ID... [--host 127.0.0.1] [--port 8000]`: run the env server.
+
+The server binds 127.0.0.1 unless told otherwise; binding any other address needs a token
+(`--token-env VAR` names an environment variable holding it, default ARLARENA_SERVER_TOKEN; a
+token on the command line would show in `ps`). `--port 0` picks a free port; `--ready-file`
+gets `{"url": ..., "pid": ...}` once the server listens (what pools and tests wait for).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+from arlarena_envs.errors import ConfigError
+
+DEFAULT_TOKEN_ENV = "ARLARENA_SERVER_TOKEN"
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("env_ids", nargs="*", help="env ids to serve (e.g. arlarena/Sokoban-v0); none with --all")
+    p.add_argument("--all", action="store_true", help="serve every env id in the registry")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    p.add_argument("--port", type=int, default=8000, help="port (0: pick a free one; see --ready-file)")
+    p.add_argument("--token-env", default=DEFAULT_TOKEN_ENV, help="environment variable holding the auth token")
+    p.add_argument("--max-sessions", type=int, default=1024, help="sessions held at most (more: 'capacity' error)")
+    p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session is reaped (0: never)")
+    p.add_argument("--max-action-bytes", type=int, default=256 * 1024, help="largest accepted action (UTF-8 bytes)")
+    p.add_argument("--offload", action="store_true", help="run env calls in threads (slow envs; off: fastest for cheap envs)")
+    p.add_argument("--ready-file", default=None, help="write {url, pid} as JSON here once listening")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError as e:  # pragma: no cover
+        from arlarena_envs.errors import MissingDependencyError
+
+        raise MissingDependencyError("arlarena serve needs the server extra: pip install 'arlarena-envs[server]'") from e
+    from arlarena_envs.registry import load_specs
+    from arlarena_envs.server.app import ServerConfig, create_app
+
+    env_ids = sorted(load_specs()) if args.all else list(args.env_ids)
+    if not env_ids:
+        raise ConfigError("name the env ids to serve (arlarena serve arlarena/Sokoban-v0) or pass --all")
+    token = os.environ.get(args.token_env) or None
+    if not _is_loopback(args.host) and token is None:
+        raise ConfigError(
+            f"binding {args.host} (not loopback) needs a token: set ${args.token_env} (clients send it as "
+            "'Authorization: Bearer <token>'), or bind 127.0.0.1"
+        )
+    config = ServerConfig(
+        env_ids=env_ids,
+        max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout or None,
+        max_action_bytes=args.max_action_bytes,
+        token=token,
+        offload=args.offload,
+    )
+    app = create_app(config)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        raise ConfigError(f"cannot bind {args.host}:{args.port} ({e}); pick another --port (0: any free one)") from e
+    sock.listen(2048)
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    url = f"http://{shown}:{port}"
+    # frames carry at most one action plus a little JSON; anything larger is refused by the
+    # transport, smaller oversize actions get the typed 'action_too_large' error
+    ws_max = 4 * args.max_action_bytes + 65_536
+    uv = uvicorn.Config(
+        app,
+        log_level=args.log_level,
+        access_log=False,
+        ws_max_size=ws_max,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+        lifespan="on",
+    )
+    server = uvicorn.Server(uv)
+    ready = Path(args.ready_file) if args.ready_file else None
+
+    orig_startup = server.startup
+
+    async def startup(sockets=None):  # write the ready file once uvicorn accepts connections
+        await orig_startup(sockets=sockets)
+        if ready is not None:
+            tmp = ready.with_suffix(ready.suffix + ".tmp")
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "env_ids": env_ids}))
+            tmp.replace(ready)
+        print(f"arlarena serve: {', '.join(env_ids)} on {url} (ws {url.replace('http', 'ws', 1)}/ws)", flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run(sockets=[sock])
+    return 0
+
+
+add_arguments = add_serve_arguments
+main = main_serve
