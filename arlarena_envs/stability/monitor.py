@@ -194,11 +194,14 @@ class _Sustained:
 class StabilityMonitor:
     """Judge a training run step by step (see the module docstring)."""
 
-    def __init__(self, config: MonitorConfig | None = None, log_path: str | Path | None = None):
+    def __init__(self, config: MonitorConfig | None = None, log_path: str | Path | None = None, quiet: bool = False):
+        """log_path: append every decision with alarms/actions there as a JSON line; quiet: no
+        `logging` messages (the offline evaluator replays logs quietly)."""
         if config is not None and not isinstance(config, MonitorConfig):
             raise ConfigError(f"config must be a MonitorConfig, got {type(config).__name__}")
         self.config = config or MonitorConfig()
         self.log_path = Path(log_path) if log_path is not None else None
+        self.quiet = quiet
         self._records: list[MetricRecord] = []
         self._reset_state()
 
@@ -207,6 +210,11 @@ class StabilityMonitor:
     @property
     def last_healthy_step(self) -> int | None:
         return self._healthy[-1] if self._healthy else None
+
+    @property
+    def success_field_used(self) -> str | None:
+        """The field the success signal comes from ('success' / 'eval_success'; None: none seen yet)."""
+        return self._success_key
 
     @property
     def healthy_steps(self) -> list[int]:
@@ -508,13 +516,17 @@ class StabilityMonitor:
     def _log(self, d: MonitorDecision) -> None:
         if self._silent or (not d.alarms and d.action == "none"):
             return
-        level = logging.WARNING if d.action != "none" or any(a.severity == "critical" for a in d.alarms) else logging.INFO
-        logger.log(level, "step %d: %s%s", d.step, ", ".join(a.kind for a in d.alarms) or "no alarm",
-                   f" -> {d.action}" if d.action != "none" else "")
+        if not self.quiet:
+            self._emit(d)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with self.log_path.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(d.model_dump(mode="json"), sort_keys=True) + "\n")
+
+    def _emit(self, d: MonitorDecision) -> None:
+        level = logging.WARNING if d.action != "none" or any(a.severity == "critical" for a in d.alarms) else logging.INFO
+        logger.log(level, "step %d: %s%s", d.step, ", ".join(a.kind for a in d.alarms) or "no alarm",
+                   f" -> {d.action}" if d.action != "none" else "")
 
 
 __all__ = [
