@@ -81,8 +81,9 @@ class TextEnv(gym.Env[str, str]):
         return obs.text, info.to_info()
 
     def step(self, action: str | bytes | ParsedAction) -> tuple[str, float, bool, bool, dict]:
-        r = self.step_result(action)
-        return r.observation.text, r.reward, r.terminated, r.truncated, r.info.to_info()
+        obs, reward, terminated, truncated, info = self._advance(action)
+        info["parse_status"] = info["parse_status"].value
+        return obs.text, reward, terminated, truncated, info
 
     def render(self) -> str | None:
         text = self._last.text if self._last is not None else ""
@@ -129,6 +130,11 @@ class TextEnv(gym.Env[str, str]):
         return self._last, info
 
     def step_result(self, action: str | bytes | ParsedAction) -> StepResult:
+        obs, reward, terminated, truncated, info = self._advance(action)
+        return StepResult(observation=obs, reward=reward, terminated=terminated, truncated=truncated, info=StepInfo(**info))
+
+    def _advance(self, action: str | bytes | ParsedAction) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
+        """One step; the info comes back as a plain dict with the StepInfo fields (in order)."""
         if not self._ready:
             raise ResetNeededError("call reset() before step(), and again after the episode ended")
         parsed = self.parse_action(action)
@@ -154,21 +160,21 @@ class TextEnv(gym.Env[str, str]):
         self._last = self._observation()
         if terminated or truncated:
             self._ready = False
-        info = StepInfo(
-            won=bool(self._won()),
-            score=float(self._score()),
-            parse_status=parsed.status,
-            valid_action=parsed.status is ParseStatus.OK,
-            format_valid=parsed.format_valid,
-            state_hash=self._last.state_hash,
-            admissible_actions=self._last.admissible_actions,
-            step=self._steps,
-            task=self._last.task,
-            action=executed,
-            extra=self._extra_info(),
-        )
-        reward = native * self.protocol.reward_scale - penalty
-        return StepResult(observation=self._last, reward=reward, terminated=terminated, truncated=truncated, info=info)
+        info = {
+            "won": bool(self._won()),
+            "score": float(self._score()),
+            "parse_status": parsed.status,
+            "valid_action": parsed.status is ParseStatus.OK,
+            "format_valid": parsed.format_valid,
+            "state_hash": self._last.state_hash,
+            "admissible_actions": list(self._last.admissible_actions) if self._last.admissible_actions is not None else None,
+            "step": self._steps,
+            "task": self._last.task,
+            "action": executed,
+            "extra": self._extra_info(),
+        }
+        reward = float(native * self.protocol.reward_scale - penalty)
+        return self._last, reward, terminated, truncated, info
 
     def parse_action(self, action: str | bytes | ParsedAction) -> ParsedAction:
         """Project raw model text (or a bare action) to an action of this env, by the protocol."""
@@ -186,9 +192,16 @@ class TextEnv(gym.Env[str, str]):
         if fmt == "bare" or (fmt == "auto" and not looks_tagged(action)):
             if len(action) > self.protocol.max_action_chars:
                 return ParsedAction(action=None, status=ParseStatus.TRUNCATED, format_valid=False, raw_length=len(action))
+            canon = self._canonical_action(action)
+            if canon is not None:  # the common case, kept cheap
+                return ParsedAction(
+                    action=canon, status=ParseStatus.OK, format_valid=True, think=None, raw_length=len(action)
+                )
             parsed = parse_bare(action)
-        else:
-            parsed = parse_response(action, self.protocol.parse_mode, max_chars=self.protocol.max_action_chars)
+            if parsed.status is ParseStatus.OK:
+                return parsed.model_copy(update={"status": ParseStatus.INADMISSIBLE})
+            return parsed
+        parsed = parse_response(action, self.protocol.parse_mode, max_chars=self.protocol.max_action_chars)
         if parsed.status is ParseStatus.OK:
             canon = self._canonical_action(parsed.action or "")
             if canon is None:
@@ -240,8 +253,12 @@ class TextEnv(gym.Env[str, str]):
             step=self._steps,
             task=self._task_description(),
             admissible_actions=self._admissible_actions(),
-            state_hash=state_hash(self._state_key()),
+            state_hash=self._state_hash(),
         )
+
+    def _state_hash(self) -> str:
+        """Hash of `_state_key()`; envs may override to cache it."""
+        return state_hash(self._state_key())
 
     def _canonical_action(self, action: str) -> str | None:
         """The executable form of `action`, or None if this env does not accept it now.
@@ -251,6 +268,8 @@ class TextEnv(gym.Env[str, str]):
         admissible = self._admissible_actions()
         if admissible is None:
             return action.strip() or None
+        if action in admissible:
+            return action
         return match_admissible(action, admissible)
 
     # ------------------------------------------------------------------ hooks for subclasses

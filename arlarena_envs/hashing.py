@@ -36,6 +36,11 @@ def _plain(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, UTF-8 text: equal values give equal strings."""
+    if isinstance(obj, (list, tuple, str, int)) or (isinstance(obj, dict) and all(type(k) is str for k in obj)):
+        try:  # fast path: plain JSON data (tuples serialise as lists, as _plain would make them)
+            return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            pass
     return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

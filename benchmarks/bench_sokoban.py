@@ -1,6 +1,7 @@
 """Sokoban steps/s: ours (in-process) vs gym-sokoban 0.0.6 on the same room size and box count.
 
-Random actions, episodes capped at --episode-steps, resets included (room generation dominates
+Times are CPU seconds of the measuring process (time.process_time), so a busy shared machine
+does not skew the ratio. Random actions, episodes capped at --episode-steps, resets included (room generation dominates
 gym-sokoban, so pure step rates alone would flatter nobody). gym-sokoban needs old `gym` and
 numpy<2, so it runs in its own venv (created on first use under .bench-venvs/gym-sokoban, or
 pass --gym-sokoban-python). Prints both figures and the ratio (target: ours >= 5x).
@@ -33,19 +34,19 @@ GYM_SOKOBAN_SCRIPT = textwrap.dedent(
     env = SokobanEnv(dim_room=(dim, dim), num_boxes=boxes, max_steps=ep_steps)
     steps = resets = 0
     step_time = 0.0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
         env.reset()
         resets += 1
         for _ in range(ep_steps):
             a = int(rng.integers(1, 5))  # push up/down/left/right, as verl-agent maps them
-            s0 = time.perf_counter()
+            s0 = time.process_time()
             _, _, done, _ = env.step(a, observation_mode="tiny_rgb_array")[:4]
-            step_time += time.perf_counter() - s0
+            step_time += time.process_time() - s0
             steps += 1
             if done:
                 break
-    total = time.perf_counter() - t0
+    total = time.process_time() - t0
     print(json.dumps({"steps": steps, "resets": resets, "seconds": total, "pure_step_seconds": step_time}))
     """
 )
@@ -74,20 +75,20 @@ def bench_ours(dim: int, boxes: int, seconds: float, ep_steps: int) -> dict:
     actions = ["up", "down", "left", "right"]
     steps = resets = seed = 0
     step_time = 0.0
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
         env.reset(seed=seed)
         seed += 1
         resets += 1
         while True:
             a = actions[int(rng.integers(4))]
-            s0 = time.perf_counter()
+            s0 = time.process_time()
             _, _, term, trunc, _ = env.step(a)
-            step_time += time.perf_counter() - s0
+            step_time += time.process_time() - s0
             steps += 1
             if term or trunc:
                 break
-    total = time.perf_counter() - t0
+    total = time.process_time() - t0
     return {"steps": steps, "resets": resets, "seconds": total, "pure_step_seconds": step_time}
 
 
@@ -114,7 +115,7 @@ def main() -> int:
 
     o_all, o_pure, o_reset = rates(ours)
     t_all, t_pure, t_reset = rates(theirs)
-    print(f"room {args.dim}x{args.dim}, {args.boxes} box(es), random actions, episodes <= {args.episode_steps} steps, {args.seconds:.0f} s each")
+    print(f"room {args.dim}x{args.dim}, {args.boxes} box(es), random actions, episodes <= {args.episode_steps} steps, {args.seconds:.0f} CPU-s each")
     print(f"{'':<14}{'steps/s (incl. resets)':>24}{'pure steps/s':>15}{'s per episode':>15}")
     print(f"{'arlarena':<14}{o_all:>24,.0f}{o_pure:>15,.0f}{o_reset:>15.4f}")
     print(f"{'gym-sokoban':<14}{t_all:>24,.0f}{t_pure:>15,.0f}{t_reset:>15.4f}")

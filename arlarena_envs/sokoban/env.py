@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from arlarena_envs.core import TextEnv
+from arlarena_envs.hashing import state_hash
 from arlarena_envs.sokoban.generator import generate_level
 from arlarena_envs.sokoban.rules import ACTIONS, Level, State, is_solved, move, render
 from arlarena_envs.sokoban.solver import solve
@@ -43,15 +44,30 @@ class SokobanEnv(TextEnv):
         self._optimal = 0
         self._plan: list[str] = []
         self._plan_from: State | None = None
+        self._level_key: list = []
+        self._cache: dict[State, tuple[str, str]] = {}  # state -> (text, hash), per level
 
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
         self._level, self._state, self._optimal = generate_level(task_id, self.dim_room, self.num_boxes, self.search_depth)
         self._level_seed = task_id
         self._plan, self._plan_from = [], None
+        self._level_key = [sorted(self._level.walls), sorted(self._level.targets)]
+        self._cache = {}
+
+    def _cached(self) -> tuple[str, str]:
+        assert self._level is not None and self._state is not None
+        hit = self._cache.get(self._state)
+        if hit is None:
+            hit = (render(self._level, self._state), state_hash(self._state_key()))
+            if len(self._cache) < 4096:
+                self._cache[self._state] = hit
+        return hit
+
+    def _state_hash(self) -> str:
+        return self._cached()[1]
 
     def _observe(self) -> str:
-        assert self._level is not None and self._state is not None
-        return render(self._level, self._state)
+        return self._cached()[0]
 
     def _task_description(self) -> str:
         return TASK
@@ -62,8 +78,8 @@ class SokobanEnv(TextEnv):
     def _state_key(self) -> Any:
         assert self._level is not None and self._state is not None
         return {
-            "walls": sorted(self._level.walls),
-            "targets": sorted(self._level.targets),
+            "walls": self._level_key[0],
+            "targets": self._level_key[1],
             "player": self._state.player,
             "boxes": sorted(self._state.boxes),
         }

@@ -63,35 +63,42 @@ def _reachable(level: Level, boxes: frozenset[Pos], start: Pos) -> set[Pos]:
 
 
 def reverse_depths(level: Level, solved_boxes: frozenset[Pos], max_depth: int) -> dict[State, int]:
-    """BFS over pull moves from every solved position; depth = optimal forward solution length."""
-    depth: dict[State, int] = {}
-    queue: deque[State] = deque()
+    """BFS over pull moves from every solved position; depth = optimal forward solution length.
+
+    States are plain (player, boxes) tuples inside the loop (hashing them is the hot spot)."""
     floor = [(r, c) for r in range(level.height) for c in range(level.width) if level.is_free((r, c))]
+    free = set(floor)
+    dirs = list(DIRECTIONS.values())
+    depth: dict[tuple[Pos, frozenset[Pos]], int] = {}
+    queue: deque[tuple[Pos, frozenset[Pos]]] = deque()
     for p in floor:
         if p not in solved_boxes:
-            s = State(p, solved_boxes)
-            depth[s] = 0
-            queue.append(s)
+            depth[(p, solved_boxes)] = 0
+            queue.append((p, solved_boxes))
     while queue:
         s = queue.popleft()
         ds = depth[s]
         if ds >= max_depth:
             continue
-        for d in DIRECTIONS.values():
-            back = (s.player[0] - d[0], s.player[1] - d[1])
-            if not level.is_free(back) or back in s.boxes:
+        player, boxes = s
+        pr, pc = player
+        for dr, dc in dirs:
+            back = (pr - dr, pc - dc)
+            if back not in free or back in boxes:
                 continue
             # plain step back (the inverse of a plain forward step in direction d)
-            succ = [State(back, s.boxes)]
+            t = (back, boxes)
+            if t not in depth:
+                depth[t] = ds + 1
+                queue.append(t)
             # pull: the box in front of the player follows it (the inverse of a push)
-            front = add(s.player, d)
-            if front in s.boxes:
-                succ.append(State(back, (s.boxes - {front}) | {s.player}))
-            for t in succ:
+            front = (pr + dr, pc + dc)
+            if front in boxes:
+                t = (back, (boxes - {front}) | {player})
                 if t not in depth:
                     depth[t] = ds + 1
                     queue.append(t)
-    return depth
+    return {State(p, b): d for (p, b), d in depth.items()}
 
 
 def generate_level(
@@ -117,7 +124,7 @@ def generate_level(
         targets = frozenset(cells[int(i)] for i in pick)
         level = Level(h, w, walls, targets)
         depths = reverse_depths(level, targets, search_depth)
-        candidates = [(d, s) for s, d in depths.items() if not (s.boxes & targets)]
+        candidates = [(d, s) for s, d in depths.items() if d > 0 and not (s.boxes & targets)]
         if not candidates:
             continue
         best = max(d for d, _ in candidates)
