@@ -1,0 +1,147 @@
+"""The real ALFWorld engine (TextWorld's PDDL env + alfworld's wrappers), made deterministic.
+
+`start_engine(game_file)` builds exactly what `AlfredTWEnv.init_env` builds per game in train
+mode (AlfredDemangler, AlfredInfos, AlfredExpert(handcoded)), minus the gym batching, with
+two changes that make episodes reproducible:
+
+* the handcoded expert draws from Python's global `random` (tie breaks, and a random
+  admissible command when it would repeat itself). `EngineSession` runs every engine call
+  with the global state swapped for the episode's own `random.Random` state and puts the
+  caller's state back afterwards, so the same episode seed gives the same expert, and the
+  user's `random` is left alone;
+* the expert's state tracker is told "put X to Y" for the TextWorld command "move X to Y"
+  (see `_expert_command`; without it the expert loops on pick-two tasks);
+* the expert sees the state's facts sorted by their text (TextWorld builds them from sets,
+  whose order can depend on PYTHONHASHSEED), and it never raises: when it gives up the plan
+  is empty (`oracle_action()` is then None).
+
+alfworld and textworld are imported here only (lazily, by `arlarena_envs.alfworld`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from arlarena_envs.errors import DataError, MissingDependencyError
+
+try:
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredExpertType, AlfredInfos
+    from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed, HandCodedAgentTimeout
+except ImportError as e:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError(f"arlarena/ALFWorld-v0 needs alfworld and textworld ({e}): pip install 'arlarena-envs[alfworld]'") from e
+
+
+def request_infos() -> "textworld.EnvInfos":
+    """What we ask the engine for each step (the expert needs facts + admissible commands)."""
+    return textworld.EnvInfos(won=True, admissible_commands=True, facts=True, feedback=True, extras=["gamefile", "expert_plan"])
+
+
+class SafeAlfredExpert(AlfredExpert):
+    """AlfredExpert with sorted facts and no exceptions escaping (see module docstring)."""
+
+    def __init__(self, env=None, expert_type=AlfredExpertType.HANDCODED, max_steps: int = 200):
+        super().__init__(env=env, expert_type=expert_type)
+        self.expert_max_steps = max_steps
+        self.expert_failed = False
+
+    def load(self, gamefile):
+        super().load(gamefile)
+        self._handcoded_expert.max_steps = self.expert_max_steps
+
+    def reset(self):
+        self.expert_failed = False
+        return super().reset()
+
+    def _gather_infos(self):
+        # AlfredExpert._gather_infos, but a failing/timed-out expert gives an empty plan
+        self.state["facts"] = sorted(self.state["facts"], key=str)
+        self.state["extra.expert_plan"] = ["look"]
+        if self.expert_failed:
+            self.state["extra.expert_plan"] = []
+            return
+        try:
+            if not self.prev_command:
+                self._handcoded_expert.observe(self.state["feedback"])
+            else:
+                nxt = self._handcoded_expert.act(self.state, 0, self.state["won"], _expert_command(self.prev_command))
+                if nxt in self.state["admissible_commands"]:
+                    self.state["extra.expert_plan"] = [nxt]
+        except (HandCodedAgentTimeout, HandCodedAgentFailed):
+            self.expert_failed = True
+            self.state["extra.expert_plan"] = []
+
+
+def _expert_command(command: str) -> str:
+    """The command as the expert's state tracker expects it.
+
+    The handcoded expert was written for THOR, where placing is "put X in Y"; its tracker only
+    pops the inventory and blacklists the placed object on a command containing "put". In
+    TextWorld the command is "move X to Y", so after the first placement of a pick-two task the
+    expert believes it still holds the object and loops until the step cap. We show it "put"."""
+    return "put " + command[5:] if command.startswith("move ") else command
+
+
+def start_engine(game_file: str, *, expert: bool = True, safe_expert: bool = True, expert_max_steps: int = 200) -> Any:
+    """A TextWorld env for one ALFWorld game file with alfworld's wrappers (not yet reset).
+
+    expert=True attaches the handcoded expert (alfworld does so in train mode only);
+    safe_expert=False uses alfworld's own AlfredExpert unchanged (the raw-engine baseline)."""
+    wrappers: list[Any] = [AlfredDemangler(shuffle=False), AlfredInfos]
+    infos = request_infos()
+    if expert:
+        wrappers.append(SafeAlfredExpert(AlfredExpertType.HANDCODED, max_steps=expert_max_steps) if safe_expert else AlfredExpert(AlfredExpertType.HANDCODED))
+    else:
+        infos.extras = ["gamefile"]
+    return textworld.start(game_file, request_infos=infos, wrappers=wrappers)
+
+
+class EngineSession:
+    """One loaded game: reset/step with the episode's private `random` state swapped in."""
+
+    def __init__(self, game_file: str, *, expert: bool = True, expert_max_steps: int = 200):
+        self.game_file = game_file
+        self.expert = expert
+        self.env = start_engine(game_file, expert=expert, expert_max_steps=expert_max_steps)
+        self._rng_state: Any = random.Random(0).getstate()
+        traj = Path(game_file).parent / "traj_data.json"
+        try:
+            self.task_type = str(json.loads(traj.read_text(encoding="utf-8"))["task_type"])
+        except (OSError, ValueError, KeyError) as e:
+            raise DataError(f"cannot read the task type from {traj}: {e}; every ALFWorld game needs its traj_data.json") from e
+
+    @property
+    def expert_failed(self) -> bool:
+        """True once the handcoded expert gave up in this episode."""
+        return bool(getattr(self._expert_wrapper(), "expert_failed", False))
+
+    def _expert_wrapper(self) -> Any:
+        env = self.env
+        while env is not None:
+            if isinstance(env, SafeAlfredExpert):
+                return env
+            env = getattr(env, "_wrapped_env", None)
+        return None
+
+    def _call(self, fn, *args):
+        saved = random.getstate()
+        random.setstate(self._rng_state)
+        try:
+            return fn(*args)
+        finally:
+            self._rng_state = random.getstate()
+            random.setstate(saved)
+
+    def reset(self, seed: int) -> Any:
+        """Reset the game; the expert's randomness comes from `random.Random(seed)`."""
+        self._rng_state = random.Random(seed).getstate()
+        return self._call(self.env.reset)
+
+    def step(self, command: str) -> tuple[Any, float, bool]:
+        return self._call(self.env.step, command)
+
+    def close(self) -> None:
+        self.env.close()
