@@ -1,0 +1,102 @@
+"""`arlarena leaderboard evaluate|render`.
+
+    arlarena leaderboard evaluate --env arlarena/Sokoban-v0 --policy oracle
+    arlarena leaderboard evaluate --env arlarena/Sokoban-v0 --policy openai:Qwen/Qwen3-4B@http://127.0.0.1:8000/v1
+    arlarena leaderboard render                      # results/ -> results/LEADERBOARD.md + results/leaderboard.html
+
+evaluate: episode files go to --out (default runs/leaderboard; resumable), the row to
+--results/<Env>-vN/<policy>.json (default results/). render: refuses rows whose provenance does
+not match the current specs unless --skip-stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from arlarena_envs.errors import ConfigError
+
+
+def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{evaluate,render}")
+    ev = sub.add_parser("evaluate", help="play an env's leaderboard protocol with a policy and write its row")
+    ev.add_argument("--env", required=True, help="env id, e.g. arlarena/Sokoban-v0")
+    ev.add_argument("--policy", required=True, help="random | oracle | hf:/path/to/model | openai:MODEL@http://HOST:PORT/v1")
+    ev.add_argument("--episodes", type=int, help="override the protocol's episode count (the row is then marked as not comparable)")
+    ev.add_argument("--max-steps", type=int, help="override max steps (smoke tests; not comparable)")
+    ev.add_argument("--out", default="runs/leaderboard", help="episode files (resumable); default runs/leaderboard")
+    ev.add_argument("--results", default="results", help="where the row goes (<results>/<Env>-vN/<policy>.json); '' = nowhere")
+    ev.add_argument("--backend", default="inprocess", choices=["inprocess", "remote"], help="where the env runs")
+    ev.add_argument("--url", help="env server URL for --backend remote (arlarena serve)")
+    ev.add_argument("--checkpoint-rule", help="how the evaluated checkpoint was chosen, e.g. final or best-val (model policies)")
+    ev.add_argument("--stability-run", help="training run dir: put its `arlarena stability` score in the row")
+    ev.add_argument("--no-resume", action="store_true", help="delete episode files of an earlier run and start over")
+    ev.add_argument("--keep-prompts", action="store_true", help="store each turn's prompt in the episode files")
+    ev.add_argument("--quiet", action="store_true")
+    rd = sub.add_parser("render", help="render results/ as Markdown and a sortable HTML page")
+    rd.add_argument("--results", default="results", help="folder of row files (default results/)")
+    rd.add_argument("--md", default=None, help="Markdown output (default <results>/LEADERBOARD.md)")
+    rd.add_argument("--html", default=None, help="HTML output (default <results>/leaderboard.html)")
+    rd.add_argument("--skip-stale", action="store_true", help="drop rows that do not match the current specs instead of failing")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from arlarena_envs.leaderboard.evaluate import evaluate, policy_slug
+    from arlarena_envs.registry import get_spec
+
+    if args.backend == "remote" and not args.url:
+        raise ConfigError("--backend remote needs --url http://127.0.0.1:PORT (see `arlarena serve`)")
+
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, e) -> None:
+        if args.quiet:
+            return
+        msg = f"{done}/{total} episodes (last: won={e.won} steps={e.steps})"
+        if tty:
+            print("\r" + msg, end="", file=sys.stderr, flush=True)
+        elif done == total or done % max(1, total // 10) == 0:
+            print(msg, file=sys.stderr, flush=True)
+
+    row = evaluate(
+        args.env, args.policy, episodes=args.episodes, out_dir=args.out, backend=args.backend, url=args.url,
+        resume=not args.no_resume, checkpoint_rule=args.checkpoint_rule, max_steps=args.max_steps,
+        stability_run=args.stability_run, keep_prompts=args.keep_prompts, progress=progress,
+    )
+    if tty and not args.quiet:
+        print(file=sys.stderr)
+    spec = get_spec(args.env)
+    src = Path(args.out) / spec.name / policy_slug(row.policy) / "row.json"
+    if args.results:
+        dest = Path(args.results) / spec.name / f"{policy_slug(row.policy)}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        print(f"row: {dest}")
+    print(
+        f"{row.env_id} {row.policy}: success {row.success.fmt(3)}, score {row.score.fmt(3)}, "
+        f"steps {row.steps.fmt(1)}, parse ok {100 * row.parse_rates.get('ok', 0):.1f}% over {row.episodes} episodes"
+        + (f" (overrides {row.provenance.overrides}: not comparable)" if row.provenance.overrides else "")
+    )
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from arlarena_envs.leaderboard.render import render
+
+    md = args.md or str(Path(args.results) / "LEADERBOARD.md")
+    page = args.html or str(Path(args.results) / "leaderboard.html")
+    rows, notes = render(args.results, md, page, skip_stale=args.skip_stale)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    print(f"{len(rows)} rows -> {md}, {page}")
+    return 0
+
+
+def main_leaderboard(args: argparse.Namespace) -> int:
+    return _evaluate(args) if args.action == "evaluate" else _render(args)
+
+
+add_arguments = add_leaderboard_arguments
+main = main_leaderboard

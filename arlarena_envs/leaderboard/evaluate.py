@@ -1,0 +1,241 @@
+"""The leaderboard evaluation loop: an env's fixed protocol, one JSON file per episode
+(resumable, BALROG-style), and the `LeaderboardRow` summary.
+
+    row = evaluate("arlarena/Sokoban-v0", "oracle", out_dir="runs/leaderboard")
+
+Protocol (from the spec): the `leaderboard.split`, `leaderboard.episodes` episodes, episode i
+played with `reset(seed=i, options={"task_index": i mod split size, "split": split})`, the
+spec's protocol (max steps, template, history length, parse mode) and `leaderboard.sampling`
+for model policies. Files: `<out_dir>/<Env>-vN/<policy slug>/episodes/ep_00000.json` and
+`row.json` next to them. A re-run skips the episodes already on disk (resume) after checking
+that they were written under the same provenance (`ProvenanceMismatchError` otherwise).
+
+Row figures, over episodes e = 1..n (stderr = sample std / sqrt(n)):
+success = mean(won_e); score = mean(info.score at the end); reward = mean(sum of rewards);
+steps = mean(steps_e); parse_rates[s] = turns with parse status s / all turns;
+per_task_type[t]: the same restricted to episodes whose `info.extra["task_type"]` is t.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from arlarena_envs.contract import EnvSpec, ParseStatus, SamplingParams, TurnRecord
+from arlarena_envs.errors import ConfigError
+from arlarena_envs.leaderboard.models import (
+    EpisodeResult,
+    LeaderboardRow,
+    Provenance,
+    ProvenanceMismatchError,
+    Stat,
+    TaskTypeStats,
+    data_checksum,
+)
+from arlarena_envs.leaderboard.policies import LeaderboardPolicy, make_policy
+from arlarena_envs.registry import create_env, get_spec
+
+
+def policy_slug(spec: str) -> str:
+    """A file-system-safe name for a policy spec (`openai:Qwen/Qwen3@http://..` -> `openai_Qwen_Qwen3_...`)."""
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "_", spec).strip("_")
+    return slug[:120] or "policy"
+
+
+def run_dir(out_dir: str | Path, env_id: str, policy: str) -> Path:
+    return Path(out_dir) / get_spec(env_id).name / policy_slug(policy)
+
+
+def build_provenance(
+    spec: EnvSpec,
+    policy: LeaderboardPolicy,
+    episodes: int,
+    sampling: SamplingParams,
+    checkpoint_rule: str,
+    overrides: dict[str, Any],
+) -> Provenance:
+    from arlarena_envs import __version__
+
+    assert spec.leaderboard is not None
+    protocol = spec.protocol.model_copy(update={k: v for k, v in overrides.items() if k in spec.protocol.model_fields})
+    return Provenance(
+        package_version=__version__,
+        env_id=spec.id,
+        env_version=spec.version,
+        golden_fingerprint=spec.fingerprint(),
+        data_checksum=data_checksum(spec),
+        template_id=protocol.template_id,
+        protocol=protocol,
+        split=spec.leaderboard.split,
+        episodes=episodes,
+        sampling=sampling,
+        checkpoint_rule=checkpoint_rule,
+        overrides=overrides,
+        policy=policy.describe(),
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_tasks: int, key: str, keep_prompts: bool) -> EpisodeResult:
+    """Play episode `index` of the protocol to its end; returns its record."""
+    t0 = time.perf_counter()
+    task_index = index % n_tasks
+    obs, info = env.reset_result(seed=index, options={"task_index": task_index, "split": split})
+    policy.reset(index)
+    turns: list[TurnRecord] = []
+    counts: dict[str, int] = {}
+    total, task_type = 0.0, info.extra.get("task_type")
+    won, score, truncated, reason = info.won, info.score, False, None
+    while True:
+        prompt = env.prompt() if keep_prompts else None
+        response = policy.act(obs, env)
+        r = env.step_result(response)
+        status = r.info.parse_status.value if isinstance(r.info.parse_status, ParseStatus) else str(r.info.parse_status)
+        counts[status] = counts.get(status, 0) + 1
+        total += r.reward
+        turns.append(
+            TurnRecord(
+                step=r.info.step, observation=obs.text, state_hash=obs.state_hash, prompt=prompt, response=response,
+                action=r.info.action, parse_status=r.info.parse_status, reward=r.reward, terminated=r.terminated,
+                truncated=r.truncated, info_extra=r.info.extra,
+            )
+        )
+        obs = r.observation
+        won, score = r.info.won, r.info.score
+        task_type = r.info.extra.get("task_type", task_type)
+        if r.done:
+            truncated = r.truncated
+            reason = r.info.extra.get("truncated_reason") if r.truncated else None
+            break
+    return EpisodeResult(
+        index=index, seed=index, split=split, task_index=task_index, task=obs.task,
+        task_type=None if task_type is None else str(task_type), won=bool(won), score=float(score),
+        total_reward=float(total), steps=len(turns), truncated=truncated, truncated_reason=reason,
+        parse_counts=counts, episode_key=key, elapsed_s=time.perf_counter() - t0, turns=turns,
+    )
+
+
+def summarize(results: list[EpisodeResult], provenance: Provenance, policy_spec: str, policy_kind: str) -> LeaderboardRow:
+    """The row figures from the episode records (formulas in the module docstring)."""
+    results = sorted(results, key=lambda e: e.index)
+    turns = sum(e.steps for e in results)
+    counts: dict[str, int] = {s.value: 0 for s in ParseStatus}
+    for e in results:
+        for k, v in e.parse_counts.items():
+            counts[k] = counts.get(k, 0) + v
+    by_type: dict[str, list[EpisodeResult]] = {}
+    for e in results:
+        if e.task_type is not None:
+            by_type.setdefault(e.task_type, []).append(e)
+    return LeaderboardRow(
+        env_id=provenance.env_id,
+        policy=policy_spec,
+        policy_kind=policy_kind,
+        episodes=len(results),
+        success=Stat.of([float(e.won) for e in results]),
+        score=Stat.of([e.score for e in results]),
+        reward=Stat.of([e.total_reward for e in results]),
+        steps=Stat.of([float(e.steps) for e in results]),
+        parse_rates={k: (v / turns if turns else 0.0) for k, v in counts.items()},
+        per_task_type={
+            t: TaskTypeStats(episodes=len(es), success=Stat.of([float(e.won) for e in es]), score=Stat.of([e.score for e in es]))
+            for t, es in sorted(by_type.items())
+        },
+        provenance=provenance,
+    )
+
+
+def evaluate(
+    env_id: str,
+    policy: str | LeaderboardPolicy,
+    episodes: int | None = None,
+    out_dir: str | Path = "runs/leaderboard",
+    backend: str = "inprocess",
+    *,
+    url: str | None = None,
+    resume: bool = True,
+    checkpoint_rule: str | None = None,
+    max_steps: int | None = None,
+    sampling: SamplingParams | None = None,
+    stability_run: str | Path | None = None,
+    keep_prompts: bool = False,
+    progress: Callable[[int, int, EpisodeResult], None] | None = None,
+) -> LeaderboardRow:
+    """Evaluate `policy` (a spec string or a built policy) on `env_id` under its leaderboard protocol.
+
+    episodes: None = the protocol's count (a different count is recorded as an override, so
+    the row is not comparable); max_steps / sampling: overrides for smoke tests (same).
+    stability_run: a training run directory whose `arlarena stability` score goes in the row.
+    Writes the episode files and `row.json` under `run_dir(out_dir, env_id, policy)`."""
+    spec = get_spec(env_id)
+    if spec.leaderboard is None:
+        raise ConfigError(f"{spec.id} has no leaderboard protocol; add a `leaderboard:` section to its registry file")
+    lb = spec.leaderboard
+    overrides: dict[str, Any] = {}
+    if episodes is not None and episodes != lb.episodes:
+        overrides["episodes"] = episodes
+    if max_steps is not None and max_steps != spec.protocol.max_steps:
+        overrides["max_steps"] = max_steps
+    if sampling is not None and sampling != lb.sampling:
+        overrides["sampling"] = sampling.model_dump()
+    n = episodes if episodes is not None else lb.episodes
+    if n < 1:
+        raise ConfigError(f"episodes must be >= 1, got {n}")
+    samp = sampling or lb.sampling
+    pol = policy if isinstance(policy, LeaderboardPolicy) else make_policy(policy, spec, samp)
+    if checkpoint_rule is None:
+        checkpoint_rule = "n/a" if pol.kind in ("random", "oracle") else "unspecified"
+    prov = build_provenance(spec, pol, n, samp, checkpoint_rule, overrides)
+    key = prov.episode_key()
+    folder = Path(out_dir) / spec.name / policy_slug(pol.spec)
+    ep_dir = folder / "episodes"
+    ep_dir.mkdir(parents=True, exist_ok=True)
+
+    done: dict[int, EpisodeResult] = {}
+    for p in sorted(ep_dir.glob("ep_*.json")):
+        if not resume:
+            p.unlink()
+            continue
+        e = EpisodeResult.model_validate_json(p.read_text(encoding="utf-8"))
+        if e.episode_key != key:
+            raise ProvenanceMismatchError(
+                f"{p} was written under another protocol/policy/provenance (key {e.episode_key} != {key}); "
+                f"use another --out or --no-resume to start over"
+            )
+        if e.index < n:
+            done[e.index] = e
+
+    env_kwargs: dict[str, Any] = {"split": lb.split}
+    if max_steps is not None:
+        env_kwargs["max_steps"] = max_steps
+    todo = [i for i in range(n) if i not in done]
+    if todo:
+        env = create_env(env_id=spec.id, backend=backend, **({"url": url} if url else {}), **env_kwargs)
+        try:
+            n_tasks = spec.splits[lb.split].size
+            for i in todo:
+                e = play_episode(env, pol, i, lb.split, n_tasks, key, keep_prompts)
+                _write_atomic(ep_dir / f"ep_{i:05d}.json", e.model_dump_json())
+                done[i] = e
+                if progress is not None:
+                    progress(len(done), n, e)
+        finally:
+            env.close()
+            pol.close()
+    row = summarize(list(done.values()), prov, pol.spec, pol.kind)
+    if stability_run is not None:
+        from arlarena_envs.stability import analyze_runs
+
+        runs = analyze_runs([stability_run]).runs
+        row = row.model_copy(update={"stability_score": runs[0].stability_score, "stability_run": str(stability_run)})
+    _write_atomic(folder / "row.json", row.model_dump_json(indent=2) + "\n")
+    return row

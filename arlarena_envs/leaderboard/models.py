@@ -1,0 +1,165 @@
+"""Leaderboard records: one `EpisodeResult` per episode on disk, one `LeaderboardRow` per
+(env, policy), and the `Provenance` that makes a row comparable with the others."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from arlarena_envs.contract import EnvSpec, Protocol, SamplingParams, TurnRecord
+from arlarena_envs.errors import ArlArenaError
+
+
+class ProvenanceMismatchError(ArlArenaError, ValueError):
+    """A result row (or episode file) was produced under another spec / protocol than the current one."""
+
+    def __init__(self, message: str, fields: Sequence[str] = ()):
+        super().__init__(message)
+        self.fields = list(fields)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def data_checksum(spec: EnvSpec) -> str:
+    """sha256 (16 hex) over the sorted (name, sha256) pairs of the spec's data files ('' -> hash of [])."""
+    pairs = sorted((d.name, d.sha256) for d in spec.data)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+
+class Provenance(_Model):
+    """Everything a number depends on. Rows compare only when the spec-derived fields match."""
+
+    package_version: str
+    env_id: str
+    env_version: int
+    golden_fingerprint: str = Field(description="EnvSpec.fingerprint(): changes with env behaviour")
+    data_checksum: str = Field(description="hash of the spec's data file checksums")
+    template_id: str
+    protocol: Protocol
+    split: str
+    episodes: int
+    sampling: SamplingParams
+    checkpoint_rule: str = Field(description="which checkpoint was evaluated ('n/a' for random/oracle; e.g. 'final', 'best-val')")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="deviations from the protocol (non-empty = not comparable)")
+    policy: dict[str, Any] = Field(default_factory=dict, description="the policy's own description (model path, endpoint)")
+
+    def episode_key(self) -> str:
+        """Hash of what each episode depends on (not the episode count): guards resumed runs."""
+        d = self.model_dump(mode="json", exclude={"episodes", "package_version", "policy"})
+        d["overrides"] = {k: v for k, v in d["overrides"].items() if k != "episodes"}
+        d["policy_spec"] = self.policy.get("spec")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def expected_provenance_fields(spec: EnvSpec) -> dict[str, Any]:
+    """The spec-derived provenance values a comparable row must carry."""
+    if spec.leaderboard is None:
+        raise ArlArenaError(f"{spec.id} has no leaderboard protocol (spec.leaderboard); add one to its registry file")
+    return {
+        "env_id": spec.id,
+        "env_version": spec.version,
+        "golden_fingerprint": spec.fingerprint(),
+        "data_checksum": data_checksum(spec),
+        "template_id": spec.protocol.template_id,
+        "protocol": spec.protocol,
+        "split": spec.leaderboard.split,
+        "episodes": spec.leaderboard.episodes,
+        "sampling": spec.leaderboard.sampling,
+        "overrides": {},
+    }
+
+
+def check_provenance(p: Provenance, spec: EnvSpec, what: str = "row") -> None:
+    """Raise ProvenanceMismatchError naming every field that differs from the current spec."""
+    bad = []
+    for k, want in expected_provenance_fields(spec).items():
+        have = getattr(p, k)
+        if have != want:
+            bad.append(k)
+    if bad:
+        detail = "; ".join(f"{k}: row {_short(getattr(p, k))} != spec {_short(expected_provenance_fields(spec)[k])}" for k in bad)
+        raise ProvenanceMismatchError(
+            f"{what} for {p.env_id} does not match the current spec ({detail}); re-run "
+            f"`arlarena leaderboard evaluate --env {spec.id} --policy {p.policy.get('spec', '...')}` to refresh it",
+            bad,
+        )
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, BaseModel):
+        v = v.model_dump(mode="json")
+    s = json.dumps(v, sort_keys=True, default=str)
+    return s if len(s) <= 80 else s[:77] + "..."
+
+
+class Stat(_Model):
+    """mean and standard error (sample std / sqrt(n); 0 for n = 1)."""
+
+    n: int
+    mean: float
+    stderr: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Stat":
+        n = len(values)
+        if n == 0:
+            return cls(n=0, mean=0.0, stderr=0.0)
+        mean = sum(values) / n
+        if n == 1:
+            return cls(n=1, mean=mean, stderr=0.0)
+        var = sum((v - mean) ** 2 for v in values) / (n - 1)
+        return cls(n=n, mean=mean, stderr=math.sqrt(var / n))
+
+    def fmt(self, digits: int = 3, scale: float = 1.0) -> str:
+        return f"{self.mean * scale:.{digits}f} ± {self.stderr * scale:.{digits}f}"
+
+
+class TaskTypeStats(_Model):
+    episodes: int
+    success: Stat
+    score: Stat
+
+
+class EpisodeResult(_Model):
+    """One episode (one JSON file; the BALROG layout): enough to recompute every row figure."""
+
+    index: int
+    seed: int
+    split: str
+    task_index: int
+    task: str
+    task_type: str | None = None
+    won: bool
+    score: float
+    total_reward: float
+    steps: int
+    truncated: bool
+    truncated_reason: str | None = None
+    parse_counts: dict[str, int] = Field(default_factory=dict)
+    episode_key: str = Field(description="Provenance.episode_key() of the run that wrote it")
+    elapsed_s: float = 0.0
+    turns: list[TurnRecord] = Field(default_factory=list)
+
+
+class LeaderboardRow(_Model):
+    """One (env, policy) result: mean ± standard error over the protocol's episodes."""
+
+    env_id: str
+    policy: str
+    policy_kind: str
+    episodes: int
+    success: Stat
+    score: Stat
+    reward: Stat
+    steps: Stat
+    parse_rates: dict[str, float] = Field(description="fraction of all turns per parse status")
+    per_task_type: dict[str, TaskTypeStats] = Field(default_factory=dict)
+    stability_score: float | None = Field(None, description="from `arlarena stability` for trained agents")
+    stability_run: str | None = None
+    provenance: Provenance

@@ -1,0 +1,211 @@
+"""Leaderboard policies, built from a spec string:
+
+    random            uniform over the admissible actions (seeded per episode)
+    oracle            the env's expert (`env.oracle_action()`)
+    hf:/path/to/model a local Hugging Face causal LM (transformers): chat template, sampling
+    openai:MODEL@URL  any OpenAI-compatible chat endpoint (vLLM, ...), e.g.
+                      openai:Qwen/Qwen3-4B@http://127.0.0.1:8000/v1 (key: $OPENAI_API_KEY, else "EMPTY")
+
+Every policy maps (observation, env) to the raw text sent to `env.step`. Model policies send
+the env's own prompt (`env.prompt()`: the spec's template and history length) as one user
+message and sample with the spec's `leaderboard.sampling`; random/oracle answer in the paper's
+`<think></think><action>..</action>` format (bare actions where the protocol is "bare").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from arlarena_envs.contract import EnvSpec, Observation, SamplingParams
+from arlarena_envs.errors import ArlArenaError, ConfigError, MissingDependencyError
+from arlarena_envs.policies import OraclePolicy, RandomPolicy, wrap_tagged
+
+
+class PolicyError(ArlArenaError, RuntimeError):
+    """A policy failed to produce a response (model endpoint error, missing oracle...)."""
+
+
+class LeaderboardPolicy:
+    """Base class: `spec` (the string it was built from), `kind`, `reset`, `act`, `describe`."""
+
+    kind: str = ""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+    @property
+    def name(self) -> str:
+        return self.spec
+
+    def reset(self, seed: int) -> None:
+        """Start an episode; `seed` makes sampling reproducible where the backend allows it."""
+
+    def act(self, observation: Observation, env: Any) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance of the policy (model path, endpoint, ...) for the result row."""
+        return {"kind": self.kind, "spec": self.spec}
+
+    def close(self) -> None:
+        pass
+
+
+class _Bare(LeaderboardPolicy):
+    def __init__(self, spec: str, inner: Any, tagged: bool):
+        super().__init__(spec)
+        self.inner, self.tagged = inner, tagged
+
+    def reset(self, seed: int) -> None:
+        self.inner.reset(seed)
+
+    def act(self, observation: Observation, env: Any) -> str:
+        action = self.inner.act(observation, env)
+        return wrap_tagged(action) if self.tagged else action
+
+
+class RandomLeaderboardPolicy(_Bare):
+    kind = "random"
+
+    def __init__(self, spec: str, tagged: bool):
+        super().__init__(spec, RandomPolicy(seed=0), tagged)
+
+
+class OracleLeaderboardPolicy(_Bare):
+    kind = "oracle"
+
+    def __init__(self, spec: str, tagged: bool):
+        super().__init__(spec, OraclePolicy(), tagged)
+
+    def act(self, observation: Observation, env: Any) -> str:
+        try:
+            return super().act(observation, env)
+        except ArlArenaError as e:
+            raise PolicyError(f"oracle: {e}") from e
+
+
+def chat_messages(prompt: str) -> list[dict[str, str]]:
+    """One turn = one independent prompt (the paper's agent loop): a single user message."""
+    return [{"role": "user", "content": prompt}]
+
+
+class HFPolicy(LeaderboardPolicy):
+    """A local transformers causal LM; the prompt goes through the tokenizer's chat template."""
+
+    kind = "hf"
+
+    def __init__(self, spec: str, path: str, sampling: SamplingParams, device: str | None = None):
+        super().__init__(spec)
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as e:
+            raise MissingDependencyError(f"hf: policies need torch and transformers: pip install 'arlarena-envs[train]' ({e})") from e
+        if not os.path.isdir(path):
+            raise ConfigError(f"hf:{path}: no such model directory (a save_pretrained folder is needed)")
+        self.torch = torch
+        self.path = path
+        self.sampling = sampling
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self._gen: Any = None
+
+    def reset(self, seed: int) -> None:
+        self._gen = self.torch.Generator(device=self.device).manual_seed(int(seed))
+        self.torch.manual_seed(int(seed))  # generate() samples from the global RNG
+
+    def encode(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            ids = tok.apply_chat_template(chat_messages(prompt), add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+                ids = ids["input_ids"]
+            return list(ids)
+        return tok(prompt)["input_ids"]
+
+    def act(self, observation: Observation, env: Any) -> str:
+        torch, s = self.torch, self.sampling
+        ids = torch.tensor([self.encode(env.prompt())], device=self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
+        if s.temperature > 0:
+            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
+        else:
+            kwargs.update(do_sample=False)
+        with torch.no_grad():
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "spec": self.spec, "model_path": os.path.abspath(self.path), "device": self.device}
+
+
+class OpenAIPolicy(LeaderboardPolicy):
+    """Any OpenAI-compatible chat completions endpoint (the official `openai` client)."""
+
+    kind = "openai"
+
+    def __init__(self, spec: str, model: str, base_url: str, sampling: SamplingParams, timeout: float = 120.0):
+        super().__init__(spec)
+        try:
+            import openai
+        except ImportError as e:
+            raise MissingDependencyError(f"openai: policies need the openai client: pip install 'arlarena-envs[eval]' ({e})") from e
+        self.openai = openai
+        self.model, self.base_url, self.sampling = model, base_url, sampling
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"), timeout=timeout, max_retries=2)
+        self._seed = 0
+        self._turn = 0
+
+    def reset(self, seed: int) -> None:
+        self._seed, self._turn = int(seed), 0
+
+    def act(self, observation: Observation, env: Any) -> str:
+        s = self.sampling
+        self._turn += 1
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=chat_messages(env.prompt()),  # type: ignore[arg-type]
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_tokens=s.max_new_tokens,
+                seed=self._seed * 1000 + self._turn,
+                extra_body={"top_k": s.top_k},  # vLLM / SGLang accept top_k here
+            )
+        except self.openai.OpenAIError as e:
+            raise PolicyError(f"{self.spec}: the endpoint failed: {e}") from e
+        if not resp.choices:
+            raise PolicyError(f"{self.spec}: the endpoint returned no choices")
+        return resp.choices[0].message.content or ""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "spec": self.spec, "model": self.model, "base_url": self.base_url}
+
+    def close(self) -> None:
+        self.client.close()
+
+
+_OPENAI = re.compile(r"^openai:(?P<model>[^@]+)@(?P<url>https?://\S+)$")
+
+
+def make_policy(spec: str, env_spec: EnvSpec, sampling: SamplingParams | None = None) -> LeaderboardPolicy:
+    """Build a policy from its spec string for one env (see the module docstring)."""
+    if sampling is None:
+        sampling = env_spec.leaderboard.sampling if env_spec.leaderboard else SamplingParams()
+    tagged = env_spec.protocol.action_format != "bare"
+    if spec == "random":
+        return RandomLeaderboardPolicy(spec, tagged)
+    if spec == "oracle":
+        return OracleLeaderboardPolicy(spec, tagged)
+    if spec.startswith("hf:"):
+        return HFPolicy(spec, spec[3:], sampling)
+    m = _OPENAI.match(spec)
+    if m:
+        return OpenAIPolicy(spec, m["model"], m["url"], sampling)
+    raise ConfigError(
+        f"unknown policy {spec!r}; use random, oracle, hf:/path/to/model or openai:MODEL@http://HOST:PORT/v1"
+    )
