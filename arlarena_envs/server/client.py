@@ -64,7 +64,7 @@ class _WSTransport:
         import socket
 
         if self.ws is None:
-            self.ws = self._connect(
+            ws = self._connect(
                 self.url,
                 additional_headers=self.headers,
                 open_timeout=self.timeout,
@@ -72,6 +72,8 @@ class _WSTransport:
                 max_size=None,
                 compression=None,
             )
+            # entering marks it as managed (websockets >= 17.1 warns otherwise); close() leaves it
+            self.ws = ws.__enter__()
             sock = self.ws.socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         payload["op"] = op

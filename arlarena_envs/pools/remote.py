@@ -1,0 +1,275 @@
+"""Pools of envs that live on env servers: the shared machinery, and `RemotePool`.
+
+`ServerPool` spreads N envs over W workers (env i -> worker i mod W); a worker is anything that
+serves `arlarena serve` at a URL (a local subprocess, a container, a remote host). Each env is
+a `RemoteEnv` session; a batch step sends every env's request concurrently (one thread per
+in-flight request: the work is waiting on sockets).
+
+Failure handling (the pool contract): when a worker is lost mid-episode, the env's step gets
+`ServerLostError`; the pool restarts the worker once (whichever env noticed first), opens fresh
+sessions for every env that lived on it, and returns, for each env that was mid-episode, a
+StepResult with `truncated=True` and `info.extra["truncated_reason"]` (the last observation,
+reward 0). Envs on other workers keep going. Those envs must be reset before stepping again.
+
+`RemotePool` uses servers someone else runs (`urls=[...]`); it cannot restart them, so
+"restart" means waiting up to `reconnect_timeout_s` for the server to come back (a supervisor
+such as compose's `restart: unless-stopped` brings it back) before giving up.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from typing import Any, Sequence
+
+from arlarena_envs.contract import Observation, StepInfo, StepResult
+from arlarena_envs.errors import ConfigError, ServerLostError
+from arlarena_envs.pools import EnvPool
+
+
+class Worker:
+    """One env server. Subclasses start/stop a real process; this base only knows a URL."""
+
+    url: str
+    token: str | None = None
+    generation = 0  # bumped on every restart
+
+    def alive(self) -> bool:
+        return True
+
+    def restart(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class URLWorker(Worker):
+    """A server we do not own: `restart` waits for it to answer /health again."""
+
+    def __init__(self, url: str, token: str | None = None, reconnect_timeout_s: float = 30.0):
+        self.url, self.token, self.reconnect_timeout_s = url.rstrip("/"), token, reconnect_timeout_s
+
+    def restart(self) -> None:
+        wait_healthy(self.url, self.reconnect_timeout_s, alive=None)
+
+
+def wait_healthy(url: str, timeout_s: float, alive: Any = None, interval_s: float = 0.05) -> None:
+    """Poll GET {url}/health until it answers 200 (retrying refused/reset connections).
+
+    `alive()` (optional) is checked between tries so a crashed process fails fast."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last: str = "no answer"
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if alive is not None and not alive():
+                raise ServerLostError(f"env server for {url} exited before it became healthy")
+            try:
+                r = client.get(url + "/health")
+                if r.status_code == 200:
+                    return
+                last = f"HTTP {r.status_code}"
+            except httpx.TransportError as e:
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(interval_s)
+            interval_s = min(interval_s * 1.5, 0.5)
+    raise ServerLostError(f"env server at {url} not healthy after {timeout_s:g} s ({last})")
+
+
+class ServerPool(EnvPool):
+    """N RemoteEnv sessions over W workers, with restart-and-truncate on worker loss."""
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        workers: Sequence[Worker],
+        env_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        max_threads: int = 64,
+    ):
+        from arlarena_envs.registry import get_spec
+
+        if num_envs < 1:
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        if not workers:
+            raise ConfigError("a server pool needs at least one worker")
+        self.env_id, self.num_envs = get_spec(env_id).id, num_envs
+        self.workers = list(workers)
+        self.env_kwargs = dict(env_kwargs or {})
+        # fail fast on a lost worker: the pool restarts it, no long client-side retries
+        self.client_kwargs = {"retries": 1, "backoff": 0.02, **(client_kwargs or {})}
+        self.assignment = [i % len(self.workers) for i in range(num_envs)]
+        self._locks = [threading.Lock() for _ in self.workers]
+        self._executor = cf.ThreadPoolExecutor(max_workers=max(1, min(num_envs, max_threads)), thread_name_prefix="arlarena-pool")
+        self._active = [False] * num_envs
+        self._pending: dict[int, str] = {}  # env index -> truncation reason to report at its next step
+        self._last: list[tuple[Observation, StepInfo] | None] = [None] * num_envs
+        self._closed = False
+        self.restarts = 0
+        self.clients: list[Any] = [None] * num_envs
+        try:
+            list(self._executor.map(self._open, range(num_envs)))
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ sessions
+
+    def _open(self, i: int) -> None:
+        from arlarena_envs.server.client import RemoteEnv
+
+        w = self.workers[self.assignment[i]]
+        self.clients[i] = RemoteEnv(self.env_id, url=w.url, token=w.token, **self.client_kwargs, **self.env_kwargs)
+
+    def _recover(self, i: int, generation: int, error: BaseException) -> str:
+        """Restart env i's worker (once per loss) and reopen its envs' sessions; returns the reason."""
+        wi = self.assignment[i]
+        w = self.workers[wi]
+        reason = f"worker {wi} ({w.url}) lost: {error}"
+        with self._locks[wi]:
+            if w.generation == generation:  # nobody restarted it since env i's request began
+                w.restart()
+                w.generation += 1
+                self.restarts += 1
+                for j in range(self.num_envs):
+                    if self.assignment[j] != wi:
+                        continue
+                    old = self.clients[j]
+                    if old is not None:
+                        old._closed = True  # its server is gone: nothing to close there
+                        old._transport.close()
+                    if self._active[j]:
+                        self._pending[j] = reason
+                        self._active[j] = False
+                    self._open(j)
+            return self._pending.get(i, reason)
+
+    def _truncated(self, i: int, reason: str) -> StepResult:
+        last = self._last[i]
+        assert last is not None
+        obs, info = last
+        extra = {**info.extra, "truncated_reason": reason}
+        return StepResult(
+            observation=obs,
+            reward=0.0,
+            terminated=False,
+            truncated=True,
+            info=info.model_copy(update={"extra": extra, "action": None}),
+        )
+
+    # ------------------------------------------------------------------ EnvPool API
+
+    def reset(self, seeds, options=None):
+        if len(seeds) != self.num_envs:
+            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        opts = list(options) if options is not None else [None] * self.num_envs
+        if len(opts) != self.num_envs:
+            raise ConfigError(f"need {self.num_envs} options, got {len(opts)}")
+
+        def one(i: int) -> tuple[Observation, StepInfo]:
+            for attempt in range(2):
+                gen = self.workers[self.assignment[i]].generation
+                try:
+                    out = self.clients[i].reset_result(seed=seeds[i], options=opts[i])
+                    break
+                except ServerLostError as e:
+                    if attempt:
+                        raise
+                    self._recover(i, gen, e)
+            self._pending.pop(i, None)
+            self._active[i] = True
+            self._last[i] = out
+            return out
+
+        return list(self._executor.map(one, range(self.num_envs)))
+
+    def step(self, actions):
+        if len(actions) != self.num_envs:
+            raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
+
+        def one(i: int) -> StepResult | None:
+            a = actions[i]
+            if a is None:
+                return None
+            reason = self._pending.pop(i, None)
+            if reason is not None:
+                return self._truncated(i, reason)
+            gen = self.workers[self.assignment[i]].generation
+            try:
+                r = self.clients[i].step_result(a)
+            except ServerLostError as e:
+                self._recover(i, gen, e)
+                return self._truncated(i, self._pending.pop(i, f"worker {self.assignment[i]} lost: {e}"))
+            self._last[i] = (r.observation, r.info)
+            if r.done:
+                self._active[i] = False
+            return r
+
+        return list(self._executor.map(one, range(self.num_envs)))
+
+    def oracle_actions(self):
+        def one(i: int) -> str | None:
+            if i in self._pending:
+                return None
+            gen = self.workers[self.assignment[i]].generation
+            try:
+                return self.clients[i].oracle_action()
+            except ServerLostError as e:
+                self._recover(i, gen, e)
+                return None
+
+        return list(self._executor.map(one, range(self.num_envs)))
+
+    def prompts(self):
+        def one(i: int) -> str:
+            gen = self.workers[self.assignment[i]].generation
+            try:
+                return self.clients[i].prompt()
+            except ServerLostError as e:
+                self._recover(i, gen, e)
+                last = self._last[i]
+                return last[0].text if last is not None else ""
+
+        return list(self._executor.map(one, range(self.num_envs)))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for c in self.clients:
+                if c is not None:
+                    c.close()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            for w in self.workers:
+                w.close()
+
+
+class RemotePool(ServerPool):
+    """Envs on env servers that run elsewhere: `urls=["http://host-a:8000", ...]`."""
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        env_kwargs: dict[str, Any] | None = None,
+        *,
+        urls: Sequence[str] | str,
+        token: str | None = None,
+        reconnect_timeout_s: float = 30.0,
+        client_kwargs: dict[str, Any] | None = None,
+    ):
+        if isinstance(urls, str):
+            urls = [urls]
+        if not urls:
+            raise ConfigError("backend='remote' needs urls=['http://HOST:PORT', ...] (servers from `arlarena serve`)")
+        workers = [URLWorker(u, token, reconnect_timeout_s) for u in urls]
+        super().__init__(env_id, num_envs, workers, env_kwargs=env_kwargs, client_kwargs=client_kwargs)
+
+
+__all__ = ["RemotePool", "ServerPool", "URLWorker", "Worker", "wait_healthy"]
