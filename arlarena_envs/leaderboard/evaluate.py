@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from arlarena_envs.contract import EnvSpec, ParseStatus, SamplingParams, TurnRecord
+from arlarena_envs.contract import EnvSpec, ParseStatus, Protocol, SamplingParams, TurnRecord
 from arlarena_envs.errors import ConfigError
 from arlarena_envs.leaderboard.models import (
     EpisodeResult,
@@ -61,7 +61,7 @@ def build_provenance(
     from arlarena_envs import __version__
 
     assert spec.leaderboard is not None
-    protocol = spec.protocol.model_copy(update={k: v for k, v in overrides.items() if k in spec.protocol.model_fields})
+    protocol = spec.protocol.model_copy(update={k: v for k, v in overrides.items() if k in Protocol.model_fields})
     return Provenance(
         package_version=__version__,
         env_id=spec.id,

@@ -5,7 +5,7 @@
 
 POST /v1/chat/completions answers with `<think>..</think><action>A</action>`, where A is the
 first admissible action listed in the prompt ("Your admissible actions ... are: ['a', 'b']"),
-or, with --mode mixed, an unparseable reply every other turn. It
+or, with --mode mixed, a reply without an <action> tag every other turn. It
 records every request body in memory and serves them at GET /requests (tests check the
 sampling parameters). GET /v1/models lists the one model.
 """
@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
         actions = re.findall(r"'([^']*)'", m.group(1)) if m else []
         action = actions[0] if actions else "look"
         if self.mode == "mixed" and n % 2 == 0:
-            content = "I am not sure what to do."
+            content = "<think>I am not sure what to do.</think>"  # tagged, but no <action>: no_tag
         else:
             content = f"<think>the first admissible action</think><action>{action}</action>"
         self._send(

@@ -98,13 +98,13 @@ class HFPolicy(LeaderboardPolicy):
 
     def __init__(self, spec: str, path: str, sampling: SamplingParams, device: str | None = None):
         super().__init__(spec)
+        if not os.path.isdir(path):
+            raise ConfigError(f"hf:{path}: no such model directory (a save_pretrained folder is needed)")
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as e:
             raise MissingDependencyError(f"hf: policies need torch and transformers: pip install 'arlarena-envs[train]' ({e})") from e
-        if not os.path.isdir(path):
-            raise ConfigError(f"hf:{path}: no such model directory (a save_pretrained folder is needed)")
         self.torch = torch
         self.path = path
         self.sampling = sampling

@@ -1,0 +1,78 @@
+"""The static leaderboard page, rendered in headless Chromium: its JS sorts the table.
+
+Skips when /usr/bin/chromium is absent, unless ARLARENA_REQUIRE_CHROMIUM=1 (CI installs it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from arlarena_envs.leaderboard import Stat, evaluate, render_html
+
+CHROMIUM = os.environ.get("ARLARENA_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        if os.environ.get("ARLARENA_REQUIRE_CHROMIUM") == "1":
+            pytest.fail(f"ARLARENA_REQUIRE_CHROMIUM=1 but {CHROMIUM} is missing (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium); set ARLARENA_REQUIRE_CHROMIUM=1 to fail instead")
+    return CHROMIUM
+
+
+def dump_dom(chromium: str, url: str, profile: Path) -> str:
+    cmd = [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+        "--dump-dom", url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("page")
+    oracle = evaluate("arlarena/Sokoban-v0", "oracle", episodes=4, out_dir=tmp)
+    random = evaluate("arlarena/Sokoban-v0", "random", episodes=4, out_dir=tmp)
+    trained = random.model_copy(
+        update={"policy": "hf:/ckpt/sampo", "policy_kind": "hf", "success": Stat(n=4, mean=0.5, stderr=0.25), "stability_score": 87.5}
+    )
+    path = tmp / "leaderboard.html"
+    path.write_text(render_html([oracle, random, trained]), encoding="utf-8")
+    return path
+
+
+def _order(dom: str) -> list[str]:
+    table = re.search(r'<table id="leaderboard".*?</table>', dom, re.S)
+    assert table, dom[:500]
+    return re.findall(r'<tr data-env="[^"]*" data-policy="([^"]*)"', table.group(0))
+
+
+@pytest.mark.parametrize(
+    "frag,expected",
+    [
+        ("", ["oracle", "random", "hf:/ckpt/sampo"]),
+        ("#sort=success-desc", ["oracle", "hf:/ckpt/sampo", "random"]),
+        ("#sort=success-asc", ["random", "hf:/ckpt/sampo", "oracle"]),
+        ("#sort=policy-asc", ["hf:/ckpt/sampo", "oracle", "random"]),
+        ("#sort=stability-desc", ["hf:/ckpt/sampo", "oracle", "random"]),  # missing values sort last
+    ],
+)
+def test_page_sorts_in_chromium(chromium, page, tmp_path, frag, expected):
+    dom = dump_dom(chromium, page.as_uri() + frag, tmp_path / "profile")
+    assert _order(dom) == expected
+    if frag:
+        key, direction = frag.split("=")[1].rsplit("-", 1)
+        assert f'data-sorted-by="{key}-{direction}"' in dom
+        want = "descending" if direction == "desc" else "ascending"
+        assert re.search(rf'<th data-key="{key}"[^>]*aria-sort="{want}"', dom)
+    # the table content survives sorting: the trained agent's stability column
+    assert re.search(r'data-policy="hf:/ckpt/sampo">.*?data-key="stability" data-value="87.5"[^>]*>87.5<', dom, re.S)
