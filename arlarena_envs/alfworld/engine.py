@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +100,42 @@ def start_engine(game_file: str, *, expert: bool = True, safe_expert: bool = Tru
     return textworld.start(game_file, request_infos=infos, wrappers=wrappers)
 
 
-class EngineSession:
-    """One loaded game: reset/step with the episode's private `random` state swapped in."""
+# The expert's `random` swap below touches interpreter-wide state, so engine calls from
+# several threads are serialised (they hold the GIL anyway: the engine is pure Python).
+_ENGINE_LOCK = threading.RLock()
 
-    def __init__(self, game_file: str, *, expert: bool = True, expert_max_steps: int = 200):
-        self.game_file = game_file
+
+class EngineSession:
+    """One engine (one TextWorld env + wrappers, one copy of fast-downward's library) that
+    loads games on demand; reset/step run with the episode's private `random` state.
+
+    Loading another game reuses the same engine (`env.load`), so a long run does not map a
+    new copy of libdownward.so per game (TextWorld copies it per env instance)."""
+
+    def __init__(self, *, expert: bool = True, expert_max_steps: int = 200):
         self.expert = expert
-        self.env = start_engine(game_file, expert=expert, expert_max_steps=expert_max_steps)
+        self.expert_max_steps = expert_max_steps
+        self.env: Any = None
+        self.game_file: str | None = None
+        self.task_type = ""
         self._rng_state: Any = random.Random(0).getstate()
+
+    def load(self, game_file: str) -> None:
+        """Load a game (a no-op if it is the loaded one)."""
+        if game_file == self.game_file:
+            return
         traj = Path(game_file).parent / "traj_data.json"
         try:
-            self.task_type = str(json.loads(traj.read_text(encoding="utf-8"))["task_type"])
+            task_type = str(json.loads(traj.read_text(encoding="utf-8"))["task_type"])
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"cannot read the task type from {traj}: {e}; every ALFWorld game needs its traj_data.json") from e
+        with _ENGINE_LOCK:
+            self.game_file = None
+            if self.env is None:
+                self.env = start_engine(game_file, expert=self.expert, expert_max_steps=self.expert_max_steps)
+            else:
+                self.env.load(game_file)
+        self.game_file, self.task_type = game_file, task_type
 
     @property
     def expert_failed(self) -> bool:
@@ -127,16 +151,17 @@ class EngineSession:
         return None
 
     def _call(self, fn, *args):
-        saved = random.getstate()
-        random.setstate(self._rng_state)
-        try:
-            return fn(*args)
-        finally:
-            self._rng_state = random.getstate()
-            random.setstate(saved)
+        with _ENGINE_LOCK:
+            saved = random.getstate()
+            random.setstate(self._rng_state)
+            try:
+                return fn(*args)
+            finally:
+                self._rng_state = random.getstate()
+                random.setstate(saved)
 
     def reset(self, seed: int) -> Any:
-        """Reset the game; the expert's randomness comes from `random.Random(seed)`."""
+        """Reset the loaded game; the expert's randomness comes from `random.Random(seed)`."""
         self._rng_state = random.Random(seed).getstate()
         return self._call(self.env.reset)
 
@@ -144,4 +169,6 @@ class EngineSession:
         return self._call(self.env.step, command)
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
+            self.env, self.game_file = None, None

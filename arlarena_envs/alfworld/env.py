@@ -111,9 +111,9 @@ class ALFWorldEnv(TextEnv):
 
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
         path, game_id, source = self._game_for(task_id, split)
-        if self._session is None or self._session.game_file != str(path):
-            self.close()
-            self._session = self._engine_mod.EngineSession(str(path), expert=self.expert, expert_max_steps=self.expert_max_steps)
+        if self._session is None:
+            self._session = self._engine_mod.EngineSession(expert=self.expert, expert_max_steps=self.expert_max_steps)
+        self._session.load(str(path))
         self._game_id, self._game_path, self._source = game_id, str(path), source
         # the expert's private `random` stream: a pure function of the episode's np_random
         self._state = self._session.reset(int(rng.integers(2**31)))
