@@ -225,3 +225,11 @@ def test_config_file(tmp_path):
     p.write_text("window: 7\nactions: {collapse: stop}\n")
     cfg = load_config(str(p), ["sustain=4"])
     assert cfg == MonitorConfig(window=7, sustain=4, actions={"collapse": "stop"})
+
+
+def test_docs_list_every_verl_name():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "stability.md").read_text()
+    for name, field in VERL_NAME_MAP.items():
+        assert f"| `{name}` | `{field}` |" in doc, name

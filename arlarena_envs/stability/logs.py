@@ -50,7 +50,6 @@ VERL_NAME_MAP: dict[str, str] = {
     "critic/score/mean": "score",
     "val/text/test_score": "eval_score",
     "response_length/mean": "response_length",
-    "perf/time_elapsed": "time_s",
     "_runtime": "time_s",
 }
 VERL_NAME_NOTES: dict[str, str] = {

@@ -1,0 +1,83 @@
+"""Regenerate the committed leaderboard rows: random and oracle on every registered env that has
+a leaderboard protocol, then render results/LEADERBOARD.md and results/leaderboard.html.
+
+    python benchmarks/make_leaderboard_rows.py                 # every env, both policies
+    python benchmarks/make_leaderboard_rows.py --envs arlarena/Sokoban-v0 --jobs 2
+
+Each (env, policy) runs `arlarena_envs.leaderboard.evaluate` under the env's fixed protocol
+(episode files in --out, resumable; rows in --results/<Env>-vN/<policy>.json). An env that
+cannot be built here (missing extra or data) is reported and skipped; --strict makes that an
+error. Prints wall time and episodes per second for each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _one(env_id: str, policy: str, out: str, results: str) -> tuple[str, str, str, float, int]:
+    from arlarena_envs.leaderboard import evaluate, policy_slug
+    from arlarena_envs.registry import get_spec
+
+    t0 = time.perf_counter()
+    row = evaluate(env_id, policy, out_dir=out)
+    spec = get_spec(env_id)
+    dest = Path(results) / spec.name / f"{policy_slug(policy)}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(out) / spec.name / policy_slug(policy) / "row.json", dest)
+    summary = f"success {row.success.fmt(3)}  score {row.score.fmt(3)}  steps {row.steps.fmt(1)}"
+    return env_id, policy, summary, time.perf_counter() - t0, row.episodes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--envs", nargs="*", help="env ids (default: every registered env with a leaderboard protocol)")
+    ap.add_argument("--policies", nargs="*", default=["random", "oracle"])
+    ap.add_argument("--out", default=str(ROOT / "runs" / "leaderboard"), help="episode files (resumable)")
+    ap.add_argument("--results", default=str(ROOT / "results"))
+    ap.add_argument("--jobs", type=int, default=1, help="(env, policy) pairs evaluated in parallel processes")
+    ap.add_argument("--strict", action="store_true", help="fail when an env cannot be evaluated here")
+    ap.add_argument("--prune", action="store_true", help="delete rows of envs that are no longer registered")
+    args = ap.parse_args(argv)
+
+    from arlarena_envs.leaderboard.render import render
+    from arlarena_envs.registry import load_specs
+
+    specs = load_specs(refresh=True)
+    envs = args.envs or sorted(i for i, s in specs.items() if s.leaderboard is not None)
+    jobs = [(e, p) for e in envs for p in args.policies]
+    failures: list[str] = []
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futs = {pool.submit(_one, e, p, args.out, args.results): (e, p) for e, p in jobs}
+        for fut in as_completed(futs):
+            e, p = futs[fut]
+            try:
+                env_id, policy, summary, secs, n = fut.result()
+            except Exception as exc:  # noqa: BLE001 - report every env, then decide
+                failures.append(f"{e} / {p}: {type(exc).__name__}: {exc}")
+                print(f"FAILED  {e:<30} {p:<8} {type(exc).__name__}: {str(exc)[:300]}", flush=True)
+                continue
+            print(f"ok      {env_id:<30} {policy:<8} {summary}  ({secs:.1f} s, {n / secs:.1f} episodes/s)", flush=True)
+    if args.prune:
+        for d in Path(args.results).iterdir():
+            if d.is_dir() and not any(s.name == d.name for s in specs.values()):
+                shutil.rmtree(d)
+                print(f"pruned  {d}")
+    rows, notes = render(args.results, Path(args.results) / "LEADERBOARD.md", Path(args.results) / "leaderboard.html", skip_stale=True)
+    for n in notes:
+        print(f"note: {n}")
+    print(f"{len(rows)} rows -> {args.results}/LEADERBOARD.md, leaderboard.html")
+    if failures:
+        print("not evaluated:\n  " + "\n  ".join(failures))
+    return 1 if failures and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
