@@ -23,11 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _one(env_id: str, policy: str, out: str, results: str) -> tuple[str, str, str, float, int]:
-    from arlarena_envs.leaderboard import evaluate, policy_slug
+    from arlarena_envs.leaderboard import ProvenanceMismatchError, evaluate, policy_slug
     from arlarena_envs.registry import get_spec
 
     t0 = time.perf_counter()
-    row = evaluate(env_id, policy, out_dir=out)
+    try:
+        row = evaluate(env_id, policy, out_dir=out)
+    except ProvenanceMismatchError:  # the spec changed since these episodes were played: start over
+        row = evaluate(env_id, policy, out_dir=out, resume=False)
     spec = get_spec(env_id)
     dest = Path(results) / spec.name / f"{policy_slug(policy)}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
