@@ -1,0 +1,97 @@
+"""TextWorld games from TextWorld's own generator, deterministic from a seed, cached by seed.
+
+`game_for(seed, preset)` makes (once) and compiles `<cache>/textworld/<preset>/seed-<seed>/game.z8`
+with `textworld.generator.make_game` + `compile_game` (what `tw-make custom` does, offline;
+the Inform 7 compiler ships inside the textworld wheel). The same seed gives byte-identical
+files in any process. Each game's checksum is the sha256 of its canonical game JSON
+(`Game.serialize()`), pinned for a few seeds in registry/TextWorld-v0.yaml.
+
+textworld is imported inside the functions (the extra `textworld`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from arlarena_envs.errors import ConfigError, DataError
+
+# difficulty presets: tw-make custom's --world-size / --nb-objects / --quest-length
+PRESETS: dict[str, dict[str, int]] = {
+    "easy": {"nb_rooms": 1, "nb_objects": 4, "quest_length": 2},
+    "medium": {"nb_rooms": 3, "nb_objects": 8, "quest_length": 4},
+    "hard": {"nb_rooms": 6, "nb_objects": 14, "quest_length": 6},
+}
+
+
+def default_cache_dir() -> Path:
+    """$ARLARENA_CACHE/textworld, else ~/.cache/arlarena/textworld."""
+    base = os.environ.get("ARLARENA_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "arlarena") / "textworld"
+
+
+def _options(seed: int, preset: str) -> Any:
+    import textworld
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown TextWorld preset {preset!r}; presets: {sorted(PRESETS)}")
+    opts = textworld.GameOptions()
+    opts.seeds = int(seed)
+    for k, v in PRESETS[preset].items():
+        setattr(opts, k, v)
+    return opts
+
+
+def make_game(seed: int, preset: str) -> Any:
+    """The textworld.Game of (seed, preset), not compiled (fast enough for checksums)."""
+    from textworld.generator import make_game as tw_make_game
+
+    return tw_make_game(_options(seed, preset))
+
+
+def game_digest(game: Any) -> str:
+    """sha256 of the game's canonical JSON (`Game.serialize()`, keys sorted)."""
+    return hashlib.sha256(json.dumps(game.serialize(), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def game_for(seed: int, preset: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Path of the compiled game of (seed, preset), generating and caching it if needed.
+
+    Generation goes to a temporary folder renamed into place, so concurrent processes never
+    see half-written games (the loser of a race just uses the winner's identical files)."""
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root / preset / f"seed-{int(seed)}"
+    z8 = folder / "game.z8"
+    if z8.is_file() and (folder / "game.json").is_file():
+        return z8
+    from textworld.generator import CouldNotCompileGameError, compile_game
+
+    opts = _options(seed, preset)
+    game = make_game(seed, preset)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".seed-{seed}-", dir=folder.parent))
+    try:
+        opts.path = str(tmp / "game.z8")
+        opts.force_recompile = True
+        try:
+            compile_game(game, opts)
+        except (CouldNotCompileGameError, OSError, subprocess.SubprocessError) as e:
+            raise DataError(
+                f"could not compile TextWorld game seed={seed} preset={preset}: {type(e).__name__}: {e}. "
+                "Check that the `textworld` extra is installed completely (it ships the Inform 7 compiler)."
+            ) from e
+        (tmp / "digest.txt").write_text(game_digest(game) + "\n")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not z8.is_file():  # not a lost race with another process: a real error
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return z8
