@@ -11,8 +11,8 @@ two changes that make episodes reproducible:
   user's `random` is left alone;
 * the expert's state tracker is told "put X to Y" for the TextWorld command "move X to Y"
   (see `_expert_command`; without it the expert loops on pick-two tasks);
-* the expert sees the state's facts sorted by their text (TextWorld builds them from sets,
-  whose order can depend on PYTHONHASHSEED), and it never raises: when it gives up the plan
+* the expert sees the state's facts sorted by (predicate, arguments) (TextWorld builds them
+  from sets, whose order can depend on PYTHONHASHSEED), and it never raises: when it gives up the plan
   is empty (`oracle_action()` is then None).
 
 alfworld and textworld are imported here only (lazily, by `arlarena_envs.alfworld`).
@@ -59,7 +59,7 @@ class SafeAlfredExpert(AlfredExpert):
 
     def _gather_infos(self):
         # AlfredExpert._gather_infos, but a failing/timed-out expert gives an empty plan
-        self.state["facts"] = sorted(self.state["facts"], key=str)
+        sort_facts(self.state)
         self.state["extra.expert_plan"] = ["look"]
         if self.expert_failed:
             self.state["extra.expert_plan"] = []
@@ -74,6 +74,18 @@ class SafeAlfredExpert(AlfredExpert):
         except (HandCodedAgentTimeout, HandCodedAgentFailed):
             self.expert_failed = True
             self.state["extra.expert_plan"] = []
+
+
+def sort_facts(state: Any) -> list[tuple[str, ...]]:
+    """Sort `state["facts"]` by (predicate, argument names) and keep those keys in
+    `state["_fact_keys"]` (the env's state hash uses them). Idempotent; returns the keys."""
+    if "_fact_keys" not in state:
+        facts = list(state["facts"])
+        keys = [(f.name, *(v.name for v in f.arguments)) for f in facts]
+        order = sorted(range(len(facts)), key=keys.__getitem__)
+        state["facts"] = [facts[i] for i in order]
+        state["_fact_keys"] = [keys[i] for i in order]
+    return state["_fact_keys"]
 
 
 def _expert_command(command: str) -> str:

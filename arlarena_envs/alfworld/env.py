@@ -131,7 +131,8 @@ class ALFWorldEnv(TextEnv):
         return sorted(c for c in self._state["admissible_commands"] if c != "help")
 
     def _state_key(self) -> Any:
-        return {"game": self._game_id, "facts": sorted(str(f) for f in self._state["facts"])}
+        # the engine's true state: every fact as (predicate, argument names), sorted
+        return {"game": self._game_id, "facts": self._engine_mod.sort_facts(self._state)}
 
     def _apply(self, action: str) -> float:
         was_won = bool(self._state["won"])
