@@ -241,3 +241,8 @@ def test_goal_prices_respect_bounds(env):
         price = cat.prices[g["asin"]]
         assert price < g["price_upper"] or g["price_upper"] == 1000000
         assert g["instruction_text"].endswith(f"{g['price_upper']:.2f} dollars") or g["price_upper"] == 1000000
+
+
+def test_data_dir_on_the_embedded_env_points_to_the_original_id():
+    with pytest.raises(ValueError, match="WebShop-original-v0"):
+        make(ENV_ID, data_dir="/somewhere")

@@ -69,6 +69,11 @@ class WebShopEnv(TextEnv):
         if catalogue == "embedded":
             from arlarena_envs.webshop.generator import PRODUCTS_PER_TYPE, load_embedded_catalogue
 
+            if data_dir is not None or human_goals:
+                raise ValueError(
+                    "data_dir / human_goals apply to the original data: use "
+                    "make('arlarena/WebShop-original-v0', data_dir=...) (or catalogue='original')"
+                )
             if nouns not in (None, "catalogue"):
                 raise ValueError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
             self.catalogue: Catalogue = load_embedded_catalogue(
