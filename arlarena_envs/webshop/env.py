@@ -28,6 +28,7 @@ from arlarena_envs.webshop.reward import get_reward
 
 SUCCESS_REWARD = 10.0
 BASE_URL = "http://127.0.0.1:3000"
+_PRICE_CLAUSE = re.compile(r",? and price lower than [\d.]+ dollars$")
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
 
 
@@ -313,12 +314,21 @@ class WebShopEnv(TextEnv):
         return out
 
     def expert_query(self) -> str:
-        """The expert's search text: the target product's title, lower-cased."""
+        """The expert's search text: the instruction without its price clause and option names
+        (what an agent can read), or the target's title if that query misses the target."""
+        text = _PRICE_CLAUSE.sub("", self._goal["instruction_text"])
+        opts = self._goal["goal_options"]
+        for name in opts if isinstance(opts, dict) else ():
+            text = text.replace(f"{name}: ", "")
+        query = " ".join(text.lower().replace(",", " ").split())
+        target = self.catalogue.by_asin[self._goal["asin"]]
+        if query and target in self.catalogue.search(query):
+            return query
         return " ".join(self.catalogue.product(self._goal["asin"])["Title"].lower().split())
 
     def oracle_action(self) -> str | None:
-        """The expert's next action: search the target's title, page to it, open it, choose the
-        goal's options, buy. None once the episode is over."""
+        """The expert's next action: search (see expert_query), page to the target, open it,
+        choose the goal's options, buy. None once the episode is over."""
         if self._page == "done":
             return None
         target = self._goal["asin"]
