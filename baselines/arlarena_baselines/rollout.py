@@ -1,0 +1,243 @@
+"""Multi-turn rollouts over an env pool, behind one engine interface.
+
+One training sample = one turn: the prompt is rebuilt every turn from the env's template
+(`pool.prompts()`: task, last H observation/action pairs, current observation, admissible
+actions), the policy answers, the pool steps. A group is G envs reset with the same task seed.
+
+Engines: `HFEngine` (transformers `generate`, CPU or GPU) and `VLLMEngine` (GPU, extra `gpu`,
+imported lazily). Both turn prompts into `Generation`s (token ids + text).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from arlarena_envs.contract import InvalidActionPolicy, Protocol
+from arlarena_envs.errors import ConfigError, MissingDependencyError
+from arlarena_envs.pools import EnvPool
+from arlarena_envs.prompts import render_prompt
+
+from arlarena_baselines.config import SamplingConfig
+
+
+@dataclass
+class Generation:
+    prompt_ids: list[int]
+    response_ids: list[int]  # ends with eos when the model stopped by itself
+    text: str
+
+
+@dataclass
+class Sample:
+    """One turn of one trajectory: a training row."""
+
+    group: int
+    traj: int
+    turn: int
+    prompt: str
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response: str
+    anchor: str  # the observation the prompt was built from (GiGPO anchor)
+    state_hash: str  # true-state hash of that observation
+    parse_status: str
+    format_valid: bool
+    valid_action: bool
+    reward: float  # env step reward (with the env's own invalid penalty)
+    native_reward: float  # the step reward without the invalid penalty
+    done: bool
+
+
+@dataclass
+class Trajectory:
+    group: int
+    traj: int
+    seed: int
+    samples: list[Sample] = field(default_factory=list)
+    won: bool = False
+    score: float = 0.0
+
+    @property
+    def episode_reward(self) -> float:
+        """Sum of env step rewards (what the env paid, invalid penalties included)."""
+        return float(sum(s.reward for s in self.samples))
+
+    @property
+    def native_episode_reward(self) -> float:
+        """Sum of step rewards before the invalid-action penalty (the filter's and GRPO's R)."""
+        return float(sum(s.native_reward for s in self.samples))
+
+
+def to_chat(tokenizer: Any, prompt: str) -> str:
+    """The prompt as one user message with the tokenizer's chat template (generation prompt on)."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+
+class RolloutEngine(abc.ABC):
+    """Turns prompts into responses."""
+
+    tokenizer: Any
+
+    @abc.abstractmethod
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]: ...
+
+    def sync_weights(self, model: Any) -> None:
+        """Make the engine use `model`'s current weights (no-op when they are shared)."""
+
+    def encode_prompt(self, prompt: str, max_prompt_tokens: int) -> list[int]:
+        ids = self.tokenizer(to_chat(self.tokenizer, prompt), add_special_tokens=False)["input_ids"]
+        if len(ids) > max_prompt_tokens:
+            raise ConfigError(
+                f"a prompt has {len(ids)} tokens > rollout.max_prompt_tokens={max_prompt_tokens}; raise it or "
+                "lower the env's history_length"
+            )
+        return ids
+
+
+class HFEngine(RolloutEngine):
+    """transformers `generate` on the training model itself (weights always in sync)."""
+
+    def __init__(self, model: Any, tokenizer: Any, max_prompt_tokens: int = 2048, batch_size: int = 64):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_prompt_tokens, self.batch_size = max_prompt_tokens, batch_size
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]:
+        import torch
+
+        tok = self.tokenizer
+        out: list[Generation] = []
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                chunk = prompts[start : start + self.batch_size]
+                ids = [self.encode_prompt(p, self.max_prompt_tokens) for p in chunk]
+                width = max(len(x) for x in ids)
+                pad = tok.pad_token_id
+                input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=device)
+                attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
+                kwargs: dict[str, Any] = dict(max_new_tokens=sampling.max_new_tokens, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+                if sampling.temperature > 0:
+                    kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                                  top_k=sampling.top_k if sampling.top_k > 0 else 0)
+                else:
+                    kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                with torch.no_grad():
+                    gen = self.model.generate(input_ids=input_ids, attention_mask=attn, **kwargs)
+                for row, p_ids in zip(gen[:, width:].tolist(), ids):
+                    resp: list[int] = []
+                    for t in row:
+                        if t == pad and tok.eos_token_id != pad:
+                            break
+                        resp.append(t)
+                        if t == tok.eos_token_id:
+                            break
+                    text = tok.decode(resp, skip_special_tokens=True)
+                    out.append(Generation(p_ids, resp, text))
+        finally:
+            self.model.train(was_training)
+        return out
+
+
+class VLLMEngine(RolloutEngine):
+    """vLLM generation (GPU only; `pip install arlarena-envs[gpu]`). Weights are synced by
+    saving the policy to `sync_dir` and reloading them into the engine."""
+
+    def __init__(self, model_path: str, tokenizer: Any, max_prompt_tokens: int = 2048, gpu_memory_utilization: float = 0.4,
+                 seed: int = 0, sync_dir: str | None = None):
+        try:
+            from vllm import LLM  # noqa: F401  (GPU-only optional dependency)
+        except ImportError as e:
+            raise MissingDependencyError("rollout.engine=vllm needs vLLM on a GPU machine: pip install 'arlarena-envs[gpu]'") from e
+        from vllm import LLM
+
+        self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
+        self.sync_dir = sync_dir
+        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed, enforce_eager=True)
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(
+            temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
+            max_tokens=sampling.max_new_tokens, skip_special_tokens=True,
+        )
+        ids = [self.encode_prompt(p, self.max_prompt_tokens) for p in prompts]
+        outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+        return [Generation(x, list(o.outputs[0].token_ids), o.outputs[0].text) for x, o in zip(ids, outs)]
+
+    def sync_weights(self, model: Any) -> None:
+        # load_weights streams (name, tensor) pairs into the engine's model (vLLM >= 0.8)
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # type: ignore[attr-defined]
+        runner.model.load_weights(weights=list(model.state_dict().items()))
+
+
+def penalty_applied(protocol: Protocol, valid_action: bool) -> float:
+    """The invalid-action penalty the env subtracted from this step's reward."""
+    if valid_action or protocol.invalid_action_policy is InvalidActionPolicy.NOOP:
+        return 0.0
+    return protocol.invalid_action_penalty
+
+
+def collect_rollouts(
+    pool: EnvPool,
+    engine: RolloutEngine,
+    group_seeds: Sequence[int],
+    group_size: int,
+    sampling: SamplingConfig,
+    protocol: Protocol,
+    max_prompt_tokens: int,
+    group_offset: int = 0,
+    options: Sequence[dict | None] | None = None,
+) -> list[Trajectory]:
+    """Play one batch: env j of the pool belongs to group j // G and resets with that group's
+    seed. Turns run until every env is done (the env truncates at its max_steps)."""
+    n = len(group_seeds) * group_size
+    if pool.num_envs != n:
+        raise ConfigError(f"pool has {pool.num_envs} envs but {len(group_seeds)} groups x {group_size} need {n}")
+    seeds = [int(group_seeds[j // group_size]) for j in range(n)]
+    firsts = pool.reset(seeds, options)
+    trajs = [Trajectory(group=group_offset + j // group_size, traj=group_offset * group_size + j, seed=seeds[j]) for j in range(n)]
+    obs = [o for o, _ in firsts]
+    histories: list[list[tuple[str, str]]] = [[] for _ in range(n)]
+    active = [True] * n
+    turn = 0
+    while any(active):
+        try:
+            all_prompts = pool.prompts()
+        except NotImplementedError:
+            all_prompts = [
+                render_prompt(protocol.template_id, task=o.task, observation=o.text, admissible_actions=o.admissible_actions,
+                              history=h, step_count=o.step, history_length=protocol.history_length)
+                for o, h in zip(obs, histories)
+            ]
+        idx = [j for j in range(n) if active[j]]
+        gens = engine.generate([all_prompts[j] for j in idx], sampling)
+        actions: list[str | None] = [None] * n
+        for j, g in zip(idx, gens):
+            actions[j] = g.text
+        results = pool.step(actions)
+        for j, g in zip(idx, gens):
+            r = results[j]
+            assert r is not None
+            info = r.info
+            pen = penalty_applied(protocol, info.valid_action)
+            trajs[j].samples.append(
+                Sample(
+                    group=trajs[j].group, traj=trajs[j].traj, turn=turn, prompt=all_prompts[j],
+                    prompt_ids=g.prompt_ids, response_ids=g.response_ids, response=g.text,
+                    anchor=obs[j].text, state_hash=obs[j].state_hash, parse_status=info.parse_status.value,
+                    format_valid=info.format_valid, valid_action=info.valid_action,
+                    reward=float(r.reward), native_reward=float(r.reward) + pen, done=r.done,
+                )
+            )
+            histories[j].append((obs[j].text, info.action or ""))
+            obs[j] = r.observation
+            trajs[j].won, trajs[j].score = bool(info.won), float(info.score)
+            if r.done:
+                active[j] = False
+        turn += 1
+    return trajs
