@@ -246,3 +246,18 @@ def test_goal_prices_respect_bounds(env):
 def test_data_dir_on_the_embedded_env_points_to_the_original_id():
     with pytest.raises(ValueError, match="WebShop-original-v0"):
         make(ENV_ID, data_dir="/somewhere")
+
+
+def test_disk_cache_round_trip(tmp_path):
+    from arlarena_envs.webshop import catalogue as catmod
+    from arlarena_envs.webshop.generator import embedded_checksum
+
+    p, g, pr = generate_catalogue_data(0, per_type=2)
+    sha = embedded_checksum(p, g, pr)
+    a = load_embedded_catalogue(0, 2, expected_sha256=sha, cache_dir=str(tmp_path))
+    files = list(tmp_path.glob("webshop-embedded-0-2.json"))
+    assert len(files) == 1
+    catmod._CACHE.pop(("embedded", 0, 2, sha))
+    b = load_embedded_catalogue(0, 2, expected_sha256=sha, cache_dir=str(tmp_path))  # read back from disk
+    assert b is not a and b.products == a.products and b.goals == a.goals and b.prices == a.prices
+    catmod._CACHE.pop(("embedded", 0, 2, sha))

@@ -207,14 +207,45 @@ def embedded_checksum(products: list[dict], goals: list[dict], prices: dict[str,
     return checksum({"products": products, "goals": goals, "prices": prices})
 
 
-def load_embedded_catalogue(seed: int = 0, per_type: int = PRODUCTS_PER_TYPE, expected_sha256: str | None = None):
-    """The embedded catalogue (built once per process; checksum verified when given)."""
+def load_embedded_catalogue(
+    seed: int = 0, per_type: int = PRODUCTS_PER_TYPE, expected_sha256: str | None = None, cache_dir: str | None = None
+):
+    """The embedded catalogue, built once per process (checksum verified when given).
+
+    With `cache_dir` (or $ARLARENA_WEBSHOP_CACHE) the generated data is also kept on disk as JSON
+    and read back by later processes; a cached file that fails the checksum is regenerated."""
+    import json
+    import os
+    from pathlib import Path
+
     from arlarena_envs.errors import DataError
     from arlarena_envs.webshop.catalogue import Catalogue, cached
 
-    def build() -> Catalogue:
+    cache_dir = cache_dir or os.environ.get("ARLARENA_WEBSHOP_CACHE")
+
+    def generate() -> tuple[list, list, dict, str]:
         products, goals, prices = generate_catalogue_data(seed, per_type)
-        sha = embedded_checksum(products, goals, prices)
+        return products, goals, prices, embedded_checksum(products, goals, prices)
+
+    def build() -> Catalogue:
+        data = None
+        path = Path(cache_dir) / f"webshop-embedded-{seed}-{per_type}.json" if cache_dir else None
+        if path is not None and path.is_file():
+            try:
+                d = json.loads(path.read_text(encoding="utf-8"))
+                sha = embedded_checksum(d["products"], d["goals"], d["prices"])
+                if expected_sha256 is None or sha == expected_sha256:
+                    data = (d["products"], d["goals"], d["prices"], sha)
+            except (OSError, ValueError, KeyError):
+                data = None  # unreadable cache: regenerate below
+        if data is None:
+            data = generate()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"products": data[0], "goals": data[1], "prices": data[2]}), encoding="utf-8")
+                os.replace(tmp, path)
+        products, goals, prices, sha = data
         if expected_sha256 is not None and sha != expected_sha256:
             raise DataError(
                 f"the embedded WebShop catalogue (seed={seed}, per_type={per_type}) hashes to {sha}, "
