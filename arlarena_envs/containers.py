@@ -1,6 +1,6 @@
 """`arlarena containers build`: the wheelhouse and the env server images (one per env family).
 
-    arlarena containers build                    # every family whose env ids are registered
+    arlarena containers build                    # registered families needing only the server extra
     arlarena containers build --family sokoban   # just one
     arlarena containers build --offline-base     # air-gapped: base image from Debian packages
 
@@ -55,13 +55,13 @@ class Family:
     name: str
     env_ids: tuple[str, ...]
     extras: tuple[str, ...]
-    data: bool = False  # needs data mounted read-only at /data (ARLARENA_DATA_DIR)
+    data_env: tuple[str, ...] = ()  # env vars that point the envs at data mounted at /data
 
 
 FAMILIES: dict[str, Family] = {
     "sokoban": Family("sokoban", ("arlarena/Sokoban-v0",), ("server",)),
-    "webshop": Family("webshop", ("arlarena/WebShop-v0",), ("server",), data=True),
-    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data=True),
+    "webshop": Family("webshop", ("arlarena/WebShop-v0",), ("server",), data_env=("ARLARENA_WEBSHOP_DATA",)),
+    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA")),
 }
 
 
@@ -140,14 +140,31 @@ def docker_client(timeout: int = 120) -> Any:
     return client
 
 
-def _has_image(client: Any, name: str) -> bool:
+def _has_image(client: Any, name: str, build_key: str | None = None) -> bool:
+    """The image exists (and, with build_key, was built from the same sources)."""
     import docker.errors
 
     try:
-        client.images.get(name)
-        return True
+        image = client.images.get(name)
     except docker.errors.ImageNotFound:
         return False
+    return build_key is None or (image.labels or {}).get("arlarena.build") == build_key
+
+
+def build_key(fam: Family) -> str:
+    """Hash of what goes into a family image: Dockerfile, requirements, package sources, specs.
+
+    The tag says version + env fingerprint; this label catches a changed checkout with the same
+    version (a developer's edit), so `build` never keeps a stale image."""
+    root = repo_root()
+    h = hashlib.sha256()
+    h.update((root / "containers" / fam.name / "Dockerfile").read_bytes())
+    h.update(json.dumps([requirements(fam.extras), fam.extras]).encode())
+    files = sorted((root / "arlarena_envs").rglob("*.py")) + sorted((root / "registry").glob("*.yaml")) + [root / "pyproject.toml"]
+    for f in files:
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _log(msg: str) -> None:
@@ -270,22 +287,28 @@ def choose_base(client: Any, offline_base: bool = False, base: str | None = None
 
 
 def requirements(extras: Iterable[str]) -> list[str]:
-    """The project's dependencies for these extras (from its installed metadata), markers kept."""
-    from importlib.metadata import requires
+    """The project's dependencies for these extras, from the checkout's pyproject.toml (what the
+    project wheel will ask for; the installed metadata may be older), self-references expanded."""
+    import tomllib
 
-    from packaging.requirements import Requirement
-
-    out: list[str] = []
-    want = set(extras)
-    for line in requires("arlarena-envs") or []:
-        req = Requirement(line)
-        marker = str(req.marker) if req.marker else ""
-        m = re.search(r'extra\s*==\s*"([^"]+)"', marker)
-        if m and m.group(1) not in want:
+    project = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]
+    optional = project.get("optional-dependencies", {})
+    out: set[str] = set(project.get("dependencies", []))
+    todo, seen = list(extras), set()
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
             continue
-        req.marker = None
-        out.append(str(req))
-    return sorted(set(out))
+        seen.add(extra)
+        if extra not in optional:
+            raise ConfigError(f"pyproject.toml has no extra {extra!r}; extras: {sorted(optional)}")
+        for req in optional[extra]:
+            m = re.match(r"^\s*arlarena-envs\[([^\]]+)\]", req)
+            if m:
+                todo += [x.strip() for x in m.group(1).split(",")]
+            else:
+                out.add(req)
+    return sorted(out)
 
 
 def _platforms() -> list[str]:
@@ -312,11 +335,14 @@ def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
         _run(cmd + reqs)
         (deps / ".complete").write_text("\n".join(reqs))
     out = out or Path(tempfile.mkdtemp(prefix="arlarena-wheels-"))
-    out.mkdir(parents=True, exist_ok=True)
+    # deps/ (stable: cached as its own image layer) and project/ (changes with every edit)
+    (out / "deps").mkdir(parents=True, exist_ok=True)
+    (out / "project").mkdir(parents=True, exist_ok=True)
     for w in deps.glob("*.whl"):
-        shutil.copy2(w, out / w.name)
+        shutil.copy2(w, out / "deps" / w.name)
+    (out / "deps" / "requirements.txt").write_text("\n".join(reqs) + "\n")
     _log("building the project wheel")
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(repo_root())])
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out / "project"), str(repo_root())])
     return out
 
 
@@ -326,8 +352,9 @@ def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
 def build_image(client: Any, family: str, base: str, wheels: Path, *, force: bool = False) -> str:
     fam = FAMILIES[family]
     tag = image_tag(fam)
-    if not force and _has_image(client, tag):
-        _log(f"{tag} exists (same version and env fingerprint): kept")
+    key = build_key(fam)
+    if not force and _has_image(client, tag, key):
+        _log(f"{tag} is up to date: kept")
         return tag
     dockerfile = repo_root() / "containers" / fam.name / "Dockerfile"
     t0 = time.monotonic()
@@ -346,7 +373,7 @@ def build_image(client: Any, family: str, base: str, wheels: Path, *, force: boo
             forcerm=True,
             pull=False,
             network_mode="none",  # the wheelhouse is in the context: no network in the build
-            labels={LABEL: "1", "arlarena.family": fam.name, "arlarena.fingerprint": fingerprint(fam)},
+            labels={LABEL: "1", "arlarena.family": fam.name, "arlarena.fingerprint": fingerprint(fam), "arlarena.build": key},
             decode=True,
         ):
             if "stream" in chunk:
@@ -361,24 +388,43 @@ def build_image(client: Any, family: str, base: str, wheels: Path, *, force: boo
 def build(families: Iterable[str] | None = None, *, offline_base: bool = False, base: str | None = None, force: bool = False) -> dict[str, str]:
     """Build the images of these families (default: every family with registered env ids)."""
     client = docker_client(timeout=600)
-    names = list(families) if families else [f for f, fam in FAMILIES.items() if registered(FAMILIES[f])]
+    # default: the registered families that need only the server extra (TextWorld/ALFWorld pull
+    # packages that may have no CPython 3.11 wheels: build them with --family textworld)
+    names = list(families) if families else [f for f, fam in FAMILIES.items() if registered(fam) and set(fam.extras) <= {"server"}]
     for n in names:
         if n not in FAMILIES:
             raise ConfigError(f"unknown family {n!r}; choose from {sorted(FAMILIES)}")
         if not registered(FAMILIES[n]):
             raise ConfigError(f"family {n!r} has no registered env ids ({FAMILIES[n].env_ids}); nothing to serve")
-    todo = [n for n in names if force or not _has_image(client, image_tag(n))]
+    todo = [n for n in names if force or not _has_image(client, image_tag(n), build_key(FAMILIES[n]))]
     built = {n: image_tag(n) for n in names if n not in todo}
     if not todo:
         return built
     chosen = choose_base(client, offline_base=offline_base, base=base)
-    extras = sorted({e for n in todo for e in FAMILIES[n].extras})
-    wheels = build_wheelhouse(extras)
-    try:
-        for n in todo:
-            built[n] = build_image(client, n, chosen, wheels, force=force)
-    finally:
-        shutil.rmtree(wheels, ignore_errors=True)
+    # one wheelhouse per set of extras: a family whose dependencies cannot be fetched as
+    # CPython 3.11 wheels fails alone, the others still build
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for n in todo:
+        groups.setdefault(FAMILIES[n].extras, []).append(n)
+    failed: dict[str, str] = {}
+    for extras, fams in groups.items():
+        try:
+            wheels = build_wheelhouse(extras)
+        except ImageBuildError as e:
+            failed.update({n: str(e) for n in fams})
+            continue
+        try:
+            for n in fams:
+                try:
+                    built[n] = build_image(client, n, chosen, wheels, force=force)
+                except ImageBuildError as e:
+                    failed[n] = str(e)
+        finally:
+            shutil.rmtree(wheels, ignore_errors=True)
+    if failed:
+        details = "\n".join(f"--- {n}:\n{msg[-1500:]}" for n, msg in failed.items())
+        ok = ", ".join(f"{n}: {t}" for n, t in built.items()) or "none"
+        raise ImageBuildError(f"could not build {sorted(failed)} (built: {ok})\n{details}")
     return built
 
 
@@ -394,7 +440,7 @@ def ensure_image(env_id: str, **kw: Any) -> str:
 def add_containers_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     b = sub.add_parser("build", help="build the wheelhouse and the env server images")
-    b.add_argument("--family", action="append", choices=sorted(FAMILIES), help="family to build (repeatable; default: all registered)")
+    b.add_argument("--family", action="append", choices=sorted(FAMILIES), help="family to build (repeatable; default: every registered family that needs only the server extra)")
     b.add_argument("--offline-base", action="store_true", help="build the Python base image from Debian packages (air-gapped)")
     b.add_argument("--base", default=None, help="use this base image instead (must have python3 with venv)")
     b.add_argument("--force", action="store_true", help="rebuild even when the tag exists")

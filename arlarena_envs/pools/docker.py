@@ -31,9 +31,10 @@ class ContainerWorker(Worker):
     """One container running `arlarena serve` (bound to 0.0.0.0 inside, loopback outside)."""
 
     def __init__(self, client: Any, image: str, env_ids: list[str], pool_id: str, *, token: str,
-                 volumes: dict[str, dict[str, str]] | None = None, start_timeout_s: float = 90.0, server_args: list[str] | None = None):
+                 volumes: dict[str, dict[str, str]] | None = None, environment: dict[str, str] | None = None, start_timeout_s: float = 90.0, server_args: list[str] | None = None):
         self.client, self.image, self.env_ids, self.pool_id = client, image, list(env_ids), pool_id
         self.token, self.volumes, self.start_timeout_s = token, volumes or {}, start_timeout_s
+        self.environment = dict(environment or {})
         self.server_args = list(server_args or [])
         self.container: Any = None
         self.url = ""
@@ -49,7 +50,7 @@ class ContainerWorker(Worker):
             init=True,  # SIGTERM reaches the server at once; `docker stop` takes 0.2 s, not 10
             labels={LABEL: "1", "arlarena.pool": self.pool_id},
             ports={CONTAINER_PORT: ("127.0.0.1", None)},  # loopback only, a free host port
-            environment={"ARLARENA_SERVER_TOKEN": self.token},
+            environment={**self.environment, "ARLARENA_SERVER_TOKEN": self.token},
             volumes=self.volumes,
             mem_limit=os.environ.get("ARLARENA_CONTAINER_MEM", "2g"),
         )
@@ -155,11 +156,14 @@ class DockerPool(ServerPool):
                 image = image_for(spec_id)
         self.image = image
         self.pool_id = secrets.token_hex(8)
-        volumes = {}
-        if fam.data:
-            if data_dir is None:
-                raise ConfigError(f"{spec_id} needs its data: pass data_dir=... (mounted read-only at /data)")
-            volumes[str(Path(data_dir).resolve())] = {"bind": "/data", "mode": "ro"}
+        volumes: dict[str, dict[str, str]] = {}
+        environment: dict[str, str] = {}
+        if data_dir is not None:  # data the env reads (e.g. WebShop's original catalogue), read-only
+            path = Path(data_dir).resolve()
+            if not path.is_dir():
+                raise ConfigError(f"data_dir {path} is not a folder")
+            volumes[str(path)] = {"bind": "/data", "mode": "ro"}
+            environment = {var: "/data" for var in ("ARLARENA_DATA_DIR", *fam.data_env)}
         n = num_workers or min(num_envs, os.cpu_count() or 1)
         token = secrets.token_urlsafe(24)  # the server binds 0.0.0.0 in the container: a token is required
         self._closed_docker = False
@@ -170,7 +174,7 @@ class DockerPool(ServerPool):
 
             with cf.ThreadPoolExecutor(max_workers=n) as ex:
                 futs = [
-                    ex.submit(ContainerWorker, self.client, image, [spec_id], self.pool_id, token=token, volumes=volumes,
+                    ex.submit(ContainerWorker, self.client, image, [spec_id], self.pool_id, token=token, volumes=volumes, environment=environment,
                               start_timeout_s=start_timeout_s, server_args=server_args)
                     for _ in range(n)
                 ]

