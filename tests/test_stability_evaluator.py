@@ -13,7 +13,7 @@ from arlarena_envs.cli import main as cli_main
 from arlarena_envs.contract import MetricRecord
 from arlarena_envs.errors import DataError
 from arlarena_envs.stability import MonitorConfig, StabilityReport, analyze_runs, load_run, write_report
-from arlarena_envs.stability.analysis import area_under_curve, group_name, last_lineage, spread, stability_score
+from arlarena_envs.stability.analysis import area_under_curve, group_name, group_runs, last_lineage, spread, stability_score
 from arlarena_envs.stability.logs import VERL_NAME_MAP
 from arlarena_envs.stability.synthetic import cispo_collapse_run, entropy_collapse_run, healthy_run, write_run
 
@@ -100,6 +100,8 @@ def test_seed_variance_groups(report):
 
 
 def test_report_files(report, tmp_path):
+    report = report.model_copy(update={"runs": [_run(report, n) for n in ("healthy_seed0", "healthy_seed1", "cispo_seed0")]})
+    report = report.model_copy(update={"groups": group_runs(report.runs)})
     md = write_report(report, tmp_path)
     text = md.read_text()
     assert "| cispo_seed0 |" in text and "**yes**" in text and "## Seed variance" in text

@@ -150,7 +150,8 @@ def plot_run(r: RunStability, records, window: int, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = last_lineage(records)
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5), constrained_layout=True)
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.08, top=0.9, wspace=0.22, hspace=0.35)  # no layout engine: one draw
     ax = axes[0, 0]
     steps, succ = success_series(records, r.success_field)
     if steps:
@@ -185,7 +186,7 @@ def plot_run(r: RunStability, records, window: int, path: Path) -> None:
             a.legend(fontsize=7, loc="best")
     title = f"{r.name}: score {r.stability_score:.1f}" + (f", collapse at step {r.collapse_onset_step}" if r.collapsed else "")
     fig.suptitle(title)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -195,7 +196,8 @@ def plot_overview(report: StabilityReport, curves: dict[str, tuple[list[int], li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.11, top=0.92)
     for r in report.runs:
         steps, vals = curves[r.name]
         if not steps:
@@ -210,7 +212,7 @@ def plot_overview(report: StabilityReport, curves: dict[str, tuple[list[int], li
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("success; x = collapse onset")
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
@@ -224,7 +226,8 @@ def plot_seeds(report: StabilityReport, curves: dict[str, tuple[list[int], list[
     multi = [g for g in report.groups if len(g.runs) >= 2]
     if not multi:
         return False
-    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.11, top=0.92)
     for g in multi:
         per = [dict(zip(curves[n][0], _smooth(curves[n][1], window))) for n in g.runs]
         common = sorted(set.intersection(*(set(p) for p in per)))
@@ -238,7 +241,7 @@ def plot_seeds(report: StabilityReport, curves: dict[str, tuple[list[int], list[
     ax.set_ylabel("success, mean ± std over seeds")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return True
 
