@@ -16,7 +16,6 @@ from arlarena_envs.webshop import pages
 from arlarena_envs.webshop.original import (
     clean_pricing,
     generate_prices,
-    human_goals_from,
     load_original_catalogue,
     load_products,
     synthetic_goals,

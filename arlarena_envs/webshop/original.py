@@ -30,7 +30,7 @@ import re
 from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from arlarena_envs.errors import DataError
 from arlarena_envs.webshop.catalogue import Catalogue, cached, checksum, price_upper_for, shuffle_goals
@@ -293,5 +293,3 @@ def catalogue_checksums(cat: Catalogue) -> dict[str, str]:
     """Checksums of a loaded catalogue, as `expected` takes them (without the file hash)."""
     return {"products": checksum(_products_for_checksum(cat.products)), "goals": checksum(cat.goals)}
 
-
-NounsFn = Callable[[str], Sequence[str]]
