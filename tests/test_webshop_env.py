@@ -261,3 +261,11 @@ def test_disk_cache_round_trip(tmp_path):
     b = load_embedded_catalogue(0, 2, expected_sha256=sha, cache_dir=str(tmp_path))  # read back from disk
     assert b is not a and b.products == a.products and b.goals == a.goals and b.prices == a.prices
     catmod._CACHE.pop(("embedded", 0, 2, sha))
+
+
+def test_other_catalogue_seeds_are_other_catalogues():
+    env = make(ENV_ID, catalogue_seed=1, products_per_type=5).unwrapped
+    assert len(env.catalogue.products) == 5 * 40
+    assert env.catalogue is not make(ENV_ID).unwrapped.catalogue
+    env.reset(options={"split": "test", "task_index": 3})
+    assert env.oracle_action().startswith("search[")

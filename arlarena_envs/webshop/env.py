@@ -77,8 +77,10 @@ class WebShopEnv(TextEnv):
                 )
             if nouns not in (None, "catalogue"):
                 raise ValueError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
+            per_type = products_per_type or PRODUCTS_PER_TYPE
+            spec_catalogue = catalogue_seed == 0 and per_type == PRODUCTS_PER_TYPE  # the one the spec's checksum is for
             self.catalogue: Catalogue = load_embedded_catalogue(
-                catalogue_seed, products_per_type or PRODUCTS_PER_TYPE, expected.get("embedded-catalogue")
+                catalogue_seed, per_type, expected.get("embedded-catalogue") if spec_catalogue else None
             )
         elif catalogue == "original":
             from arlarena_envs.webshop.original import load_original_catalogue

@@ -253,7 +253,7 @@ def load_original_catalogue(
         raise DataError(f"{root} must hold items_shuffle*.json and items_ins_v2*.json (the original WebShop files)")
     if human_goals and (h_path is None or not h_path.is_file()):
         raise DataError(f"human_goals=True needs items_human_ins*.json in {root}")
-    key = ("original", str(p_path.resolve()), str(a_path.resolve()), str(h_path) if human_goals else None, human_goals, price_seed, nouns, spacy_model)
+    key = ("original", str(p_path.resolve()), str(a_path.resolve()), str(h_path) if human_goals else None, human_goals, price_seed, nouns, spacy_model, tuple(sorted((expected or {}).items())))
 
     def build() -> Catalogue:
         raw = _read_json(p_path)
