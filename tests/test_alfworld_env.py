@@ -160,3 +160,26 @@ def test_missing_extra_names_it():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MDE" in proc.stdout and "alfworld" in proc.stdout and "pip install" in proc.stdout
+
+
+def test_textgen_cache_changes_nothing(cache: Path):
+    """The parse cache (fast_textgen, on by default) gives the stock engine's transcripts."""
+    from arlarena_envs.alfworld.engine import install_textgen_cache
+
+    def transcript(fast: bool):
+        install_textgen_cache(fast)
+        e = ALFWorldEnv(cache_dir=cache, fast_textgen=fast)
+        try:
+            obs, _ = e.reset_result(seed=0, options={"task_index": 1})
+            out = [(obs.text, obs.admissible_actions, obs.state_hash)]
+            for a in e.walkthrough:
+                r = e.step_result(a)
+                out.append((r.observation.text, r.observation.admissible_actions, r.observation.state_hash, r.reward))
+            return out
+        finally:
+            e.close()
+
+    try:
+        assert transcript(True) == transcript(False)
+    finally:
+        install_textgen_cache(True)

@@ -98,11 +98,54 @@ def _expert_command(command: str) -> str:
     return "put " + command[5:] if command.startswith("move ") else command
 
 
-def start_engine(game_file: str, *, expert: bool = True, safe_expert: bool = True, expert_max_steps: int = 200) -> Any:
+_ORIGINAL_PARSE = None
+
+
+def install_textgen_cache(enable: bool = True) -> None:
+    """Memoise TextWorld's PDDL text-grammar parser (process-wide; `enable=False` undoes it).
+
+    Every step, TextWorld derives the text of each admissible command from its template, and
+    each derivation first parses the template string with tatsu (about 60% of a step). The
+    parse is a pure function of (text, rule): we cache the parsed symbols and hand out deep
+    copies (derivation mutates them), so the output is identical and a step is ~2x cheaper."""
+    global _ORIGINAL_PARSE
+    import copy
+    import functools
+
+    import textworld.envs.pddl.textgen as textgen
+
+    if not enable:
+        if _ORIGINAL_PARSE is not None:
+            textgen._parse_and_convert = _ORIGINAL_PARSE
+            _ORIGINAL_PARSE = None
+        return
+    if _ORIGINAL_PARSE is not None:
+        return
+    original = textgen._parse_and_convert
+
+    @functools.lru_cache(maxsize=16384)
+    def _parsed(text: str, rule_name: str | None, trace: bool) -> Any:
+        return original(text, rule_name=rule_name, trace=trace)
+
+    def cached_parse_and_convert(text, rule_name=None, trace=False, **kwargs):
+        if kwargs or not isinstance(text, str):
+            return original(text, rule_name=rule_name, trace=trace, **kwargs)
+        return copy.deepcopy(_parsed(text, rule_name, bool(trace)))
+
+    _ORIGINAL_PARSE = original
+    textgen._parse_and_convert = cached_parse_and_convert
+
+
+def start_engine(
+    game_file: str, *, expert: bool = True, safe_expert: bool = True, expert_max_steps: int = 200, fast_textgen: bool = False
+) -> Any:
     """A TextWorld env for one ALFWorld game file with alfworld's wrappers (not yet reset).
 
     expert=True attaches the handcoded expert (alfworld does so in train mode only);
-    safe_expert=False uses alfworld's own AlfredExpert unchanged (the raw-engine baseline)."""
+    safe_expert=False uses alfworld's own AlfredExpert unchanged (the raw-engine baseline);
+    fast_textgen=True installs `install_textgen_cache` (same text, cheaper steps)."""
+    if fast_textgen:
+        install_textgen_cache()
     wrappers: list[Any] = [AlfredDemangler(shuffle=False), AlfredInfos]
     infos = request_infos()
     if expert:
@@ -124,9 +167,10 @@ class EngineSession:
     Loading another game reuses the same engine (`env.load`), so a long run does not map a
     new copy of libdownward.so per game (TextWorld copies it per env instance)."""
 
-    def __init__(self, *, expert: bool = True, expert_max_steps: int = 200):
+    def __init__(self, *, expert: bool = True, expert_max_steps: int = 200, fast_textgen: bool = True):
         self.expert = expert
         self.expert_max_steps = expert_max_steps
+        self.fast_textgen = fast_textgen
         self.env: Any = None
         self.game_file: str | None = None
         self.task_type = ""
@@ -144,7 +188,9 @@ class EngineSession:
         with _ENGINE_LOCK:
             self.game_file = None
             if self.env is None:
-                self.env = start_engine(game_file, expert=self.expert, expert_max_steps=self.expert_max_steps)
+                self.env = start_engine(
+                    game_file, expert=self.expert, expert_max_steps=self.expert_max_steps, fast_textgen=self.fast_textgen
+                )
             else:
                 self.env.load(game_file)
         self.game_file, self.task_type = game_file, task_type

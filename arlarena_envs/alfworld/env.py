@@ -56,6 +56,7 @@ class ALFWorldEnv(TextEnv):
         official_allow_partial: bool = False,
         expert: bool = True,
         expert_max_steps: int = 200,
+        fast_textgen: bool = True,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -69,6 +70,7 @@ class ALFWorldEnv(TextEnv):
         self.official_allow_partial = bool(official_allow_partial)
         self.expert = bool(expert)
         self.expert_max_steps = int(expert_max_steps)
+        self.fast_textgen = bool(fast_textgen)
         self._official: dict[str, list[Path]] = {}
         self._pinned = {d.name: d.sha256 for d in self.env_spec.data}
         self._session: Any = None
@@ -112,7 +114,9 @@ class ALFWorldEnv(TextEnv):
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
         path, game_id, source = self._game_for(task_id, split)
         if self._session is None:
-            self._session = self._engine_mod.EngineSession(expert=self.expert, expert_max_steps=self.expert_max_steps)
+            self._session = self._engine_mod.EngineSession(
+                expert=self.expert, expert_max_steps=self.expert_max_steps, fast_textgen=self.fast_textgen
+            )
         self._session.load(str(path))
         self._game_id, self._game_path, self._source = game_id, str(path), source
         # the expert's private `random` stream: a pure function of the episode's np_random
