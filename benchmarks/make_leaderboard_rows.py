@@ -22,15 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _one(env_id: str, policy: str, out: str, results: str) -> tuple[str, str, str, float, int]:
+def _one(env_id: str, policy: str, out: str, results: str, workers: int) -> tuple[str, str, str, float, int]:
     from arlarena_envs.leaderboard import ProvenanceMismatchError, evaluate, policy_slug
     from arlarena_envs.registry import get_spec
 
     t0 = time.perf_counter()
     try:
-        row = evaluate(env_id, policy, out_dir=out)
+        row = evaluate(env_id, policy, out_dir=out, workers=workers)
     except ProvenanceMismatchError:  # the spec changed since these episodes were played: start over
-        row = evaluate(env_id, policy, out_dir=out, resume=False)
+        row = evaluate(env_id, policy, out_dir=out, resume=False, workers=workers)
     spec = get_spec(env_id)
     dest = Path(results) / spec.name / f"{policy_slug(policy)}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "runs" / "leaderboard"), help="episode files (resumable)")
     ap.add_argument("--results", default=str(ROOT / "results"))
     ap.add_argument("--jobs", type=int, default=1, help="(env, policy) pairs evaluated in parallel processes")
+    ap.add_argument("--workers", type=int, default=1, help="processes per (env, policy) pair (same results)")
     ap.add_argument("--strict", action="store_true", help="fail when an env cannot be evaluated here")
     ap.add_argument("--prune", action="store_true", help="delete rows of envs that are no longer registered")
     args = ap.parse_args(argv)
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(e, p) for e in envs for p in args.policies]
     failures: list[str] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futs = {pool.submit(_one, e, p, args.out, args.results): (e, p) for e, p in jobs}
+        futs = {pool.submit(_one, e, p, args.out, args.results, args.workers): (e, p) for e, p in jobs}
         for fut in as_completed(futs):
             e, p = futs[fut]
             try:

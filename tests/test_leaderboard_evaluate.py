@@ -205,3 +205,13 @@ def test_every_committed_row_matches_the_current_specs():
     rows = load_rows(res)
     validate_rows(rows)
     assert {r.policy for r in rows} >= {"random", "oracle"}
+
+
+def test_parallel_workers_give_the_same_files_and_row(tmp_path):
+    serial = evaluate(SOKO, "random", episodes=6, out_dir=tmp_path / "a")
+    parallel = evaluate(SOKO, "random", episodes=6, out_dir=tmp_path / "b", workers=2)
+    assert parallel == serial
+    for f in sorted((tmp_path / "a" / "Sokoban-v0" / "random" / "episodes").glob("*.json")):
+        a = EpisodeResult.model_validate_json(f.read_text())
+        b = EpisodeResult.model_validate_json((tmp_path / "b" / "Sokoban-v0" / "random" / "episodes" / f.name).read_text())
+        assert a.model_copy(update={"elapsed_s": 0}) == b.model_copy(update={"elapsed_s": 0})

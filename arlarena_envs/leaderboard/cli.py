@@ -34,6 +34,7 @@ def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--stability-run", help="training run dir: put its `arlarena stability` score in the row")
     ev.add_argument("--no-resume", action="store_true", help="delete episode files of an earlier run and start over")
     ev.add_argument("--keep-prompts", action="store_true", help="store each turn's prompt in the episode files")
+    ev.add_argument("--workers", type=int, default=1, help="parallel processes for random/oracle (same results)")
     ev.add_argument("--quiet", action="store_true")
     rd = sub.add_parser("render", help="render results/ as Markdown and a sortable HTML page")
     rd.add_argument("--results", default="results", help="folder of row files (default results/)")
@@ -63,7 +64,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     row = evaluate(
         args.env, args.policy, episodes=args.episodes, out_dir=args.out, backend=args.backend, url=args.url,
         resume=not args.no_resume, checkpoint_rule=args.checkpoint_rule, max_steps=args.max_steps,
-        stability_run=args.stability_run, keep_prompts=args.keep_prompts, progress=progress,
+        stability_run=args.stability_run, keep_prompts=args.keep_prompts, progress=progress, workers=args.workers,
     )
     if tty and not args.quiet:
         print(file=sys.stderr)

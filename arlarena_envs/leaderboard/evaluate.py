@@ -124,6 +124,21 @@ def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_
     )
 
 
+def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, n_tasks, key, keep_prompts, ep_dir) -> list[int]:
+    """Worker process: play `indices` with a fresh env and policy; write their files."""
+    spec = get_spec(env_id)
+    pol = make_policy(policy_spec, spec, sampling)
+    env = create_env(env_id=spec.id, backend=backend, **env_kwargs)
+    try:
+        for i in indices:
+            e = play_episode(env, pol, i, split, n_tasks, key, keep_prompts)
+            _write_atomic(Path(ep_dir) / f"ep_{i:05d}.json", e.model_dump_json())
+    finally:
+        env.close()
+        pol.close()
+    return list(indices)
+
+
 def summarize(results: list[EpisodeResult], provenance: Provenance, policy_spec: str, policy_kind: str) -> LeaderboardRow:
     """The row figures from the episode records (formulas in the module docstring)."""
     results = sorted(results, key=lambda e: e.index)
@@ -169,12 +184,16 @@ def evaluate(
     stability_run: str | Path | None = None,
     keep_prompts: bool = False,
     progress: Callable[[int, int, EpisodeResult], None] | None = None,
+    workers: int = 1,
 ) -> LeaderboardRow:
     """Evaluate `policy` (a spec string or a built policy) on `env_id` under its leaderboard protocol.
 
     episodes: None = the protocol's count (a different count is recorded as an override, so
     the row is not comparable); max_steps / sampling: overrides for smoke tests (same).
     stability_run: a training run directory whose `arlarena stability` score goes in the row.
+    workers: processes playing episodes in parallel (random / oracle given as spec strings;
+    model policies always run in this process). Episodes are seeded by their index, so the
+    files and the row are the same for any number of workers.
     Writes the episode files and `row.json` under `run_dir(out_dir, env_id, policy)`."""
     spec = get_spec(env_id)
     if spec.leaderboard is None:
@@ -218,10 +237,29 @@ def evaluate(
     if max_steps is not None:
         env_kwargs["max_steps"] = max_steps
     todo = [i for i in range(n) if i not in done]
-    if todo:
-        env = create_env(env_id=spec.id, backend=backend, **({"url": url} if url else {}), **env_kwargs)
+    n_tasks = spec.splits[lb.split].size
+    if url:
+        env_kwargs["url"] = url
+    if todo and workers > 1 and isinstance(policy, str) and pol.kind in ("random", "oracle"):
+        # episodes are independent and seeded by their index: the same files as a serial run
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        chunks = [todo[k::workers] for k in range(workers) if todo[k::workers]]
+        with ProcessPoolExecutor(max_workers=len(chunks)) as ex:
+            futs = [
+                ex.submit(_play_chunk, spec.id, pol.spec, samp, backend, env_kwargs, c, lb.split, n_tasks, key, keep_prompts, str(ep_dir))
+                for c in chunks
+            ]
+            for fut in as_completed(futs):
+                for i in fut.result():
+                    e = EpisodeResult.model_validate_json((ep_dir / f"ep_{i:05d}.json").read_text(encoding="utf-8"))
+                    done[i] = e
+                    if progress is not None:
+                        progress(len(done), n, e)
+        pol.close()
+    elif todo:
+        env = create_env(env_id=spec.id, backend=backend, **env_kwargs)
         try:
-            n_tasks = spec.splits[lb.split].size
             for i in todo:
                 e = play_episode(env, pol, i, lb.split, n_tasks, key, keep_prompts)
                 _write_atomic(ep_dir / f"ep_{i:05d}.json", e.model_dump_json())
@@ -231,6 +269,8 @@ def evaluate(
         finally:
             env.close()
             pol.close()
+    else:
+        pol.close()
     row = summarize(list(done.values()), prov, pol.spec, pol.kind)
     if stability_run is not None:
         from arlarena_envs.stability import analyze_runs
