@@ -144,3 +144,19 @@ def test_bad_config_and_missing_extra(cache: Path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MDE" in proc.stdout and "textworld" in proc.stdout and "pip install" in proc.stdout
+
+
+def test_pinned_game_with_other_digest_is_refused(cache: Path, tmp_path: Path):
+    import shutil
+
+    from arlarena_envs.errors import DataError
+
+    folder = tmp_path / "medium" / "seed-0"
+    shutil.copytree(game_for(0, "medium", cache).parent, folder)  # the module's cached game
+    (folder / "digest.txt").write_text("0" * 64 + "\n")
+    e = TextWorldEnv(cache_dir=tmp_path)
+    try:
+        with pytest.raises(DataError, match="pins"):
+            e.reset(seed=0)
+    finally:
+        e.close()

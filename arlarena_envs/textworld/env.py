@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from arlarena_envs.core import TextEnv
-from arlarena_envs.errors import ConfigError, MissingDependencyError
+from arlarena_envs.errors import ConfigError, DataError, MissingDependencyError
 from arlarena_envs.textworld.generator import PRESETS, default_cache_dir, game_for
 
 DENSE_STEP = 0.1  # native reward per unit of TextWorld's intermediate reward in dense mode
@@ -70,6 +70,7 @@ class TextWorldEnv(TextEnv):
         self._seed = -1
         self._state: Any = None
         self._objective = ""
+        self._pins = {d.name: d.sha256 for d in self.env_spec.data}
 
     def _infos(self) -> Any:
         return self._tw.EnvInfos(
@@ -77,10 +78,26 @@ class TextWorldEnv(TextEnv):
             feedback=True, policy_commands=True, intermediate_reward=True, objective=True,
         )
 
+    def _verify_pin(self, seed: int, z8: Path) -> None:
+        """Games pinned in the spec's `data:` must still hash to the pinned digest."""
+        pin = self._pins.get(f"{self.preset}/seed-{seed}")
+        if pin is None:
+            return
+        digest_file = z8.parent / "digest.txt"
+        got = digest_file.read_text().strip() if digest_file.is_file() else ""
+        if got != pin:
+            raise DataError(
+                f"TextWorld game {self.preset}/seed-{seed} in {z8.parent} has digest {got or '(none)'}, the spec pins "
+                f"{pin}: a different textworld version generates other games. Delete that folder to regenerate, "
+                "or install the textworld version the spec was made with (pyproject's `textworld` extra)."
+            )
+
     # ------------------------------------------------------------------ TextEnv hooks
 
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
-        path = str(game_for(task_id, self.preset, self.cache_dir))
+        z8 = game_for(task_id, self.preset, self.cache_dir)
+        self._verify_pin(task_id, z8)
+        path = str(z8)
         with warnings.catch_warnings():
             # jericho warns that it cannot track score/moves of TextWorld games: TextWorld does
             warnings.filterwarnings("ignore", message=".*is not fully supported.*")
