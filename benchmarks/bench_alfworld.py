@@ -16,7 +16,7 @@ overhead is measured against the raw engine with the same cache, and the speedup
 Then: the same episodes through `make_pool(..., backend="subprocess")` with 2 worker processes
 (wall-clock steps/s of the batch; 2 envs stepped together), vs 1 env in-process (wall clock).
 
-    python benchmarks/bench_alfworld.py [--games 6] [--repeats 3] [--pool-episodes 4]
+    python benchmarks/bench_alfworld.py [--games 6] [--repeats 3] [--pool-episodes 6] [--sweep 24]
 
 Target: wrapper overhead <= 5% of the raw engine's step time.
 """
@@ -138,11 +138,40 @@ def bench_pool(cache: Path, episodes, n_episodes: int) -> dict:
     return {"inprocess_1env_steps_per_s": single, "subprocess_2proc_steps_per_s": pooled, "speedup": pooled / single}
 
 
+def expert_sweep(cache: Path, n: int) -> dict:
+    """The oracle (handcoded expert) on n games of train and of eval_out_of_distribution:
+    success rate and mean episode length per task type."""
+    from arlarena_envs.alfworld import ALFWorldEnv
+
+    out: dict = {}
+    for split in ("train", "eval_out_of_distribution"):
+        env = ALFWorldEnv(cache_dir=cache, split=split)
+        rows: dict[str, list[tuple[bool, int]]] = {}
+        for i in range(n):
+            _, info = env.reset_result(seed=0, options={"task_index": i})
+            steps, won = 0, False
+            while True:
+                a = env.oracle_action()
+                if a is None:
+                    break
+                r = env.step_result(a)
+                steps += 1
+                if r.done:
+                    won = r.info.won
+                    break
+            rows.setdefault(info.extra["task_name"], []).append((won, steps))
+        env.close()
+        out[split] = {k: {"games": len(v), "success": sum(w for w, _ in v) / len(v), "mean_steps": sum(s for _, s in v) / len(v)}
+                      for k, v in sorted(rows.items())}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--games", type=int, default=6, help="train games 0..N-1 (6 = one per task type)")
     ap.add_argument("--repeats", type=int, default=3, help="replays of each episode per side")
     ap.add_argument("--pool-episodes", type=int, default=6, help="episodes for the pool comparison (0: skip)")
+    ap.add_argument("--sweep", type=int, default=0, help="also play the expert on N train and N OOD games")
     ap.add_argument("--cache", default=None, help="game cache (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -191,6 +220,11 @@ def main() -> None:
         result.update({k: round(v, 2) for k, v in pool.items()})
         print(f"wall clock: 1 env in-process {pool['inprocess_1env_steps_per_s']:.1f} steps/s; "
               f"subprocess pool, 2 processes: {pool['subprocess_2proc_steps_per_s']:.1f} steps/s ({pool['speedup']:.2f}x)")
+    if args.sweep:
+        sweep = expert_sweep(cache, args.sweep)
+        for split, rows in sweep.items():
+            print(f"expert on {split}: " + ", ".join(f"{k} {v['success']:.0%} ({v['games']} games, {v['mean_steps']:.1f} steps)" for k, v in rows.items()))
+        result["expert_sweep"] = sweep
     print(json.dumps(result))
 
 
