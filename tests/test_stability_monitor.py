@@ -142,3 +142,16 @@ def test_state_dict_round_trip():
     m2.load_state_dict(json.loads(json.dumps(m.state_dict())))
     assert m2.last_healthy_step == m.last_healthy_step
     assert m2.update(recs[140]) == m.update(recs[140])
+
+
+def test_auto_success_field_prefers_rollout_success_over_a_baseline_eval():
+    m = StabilityMonitor()
+    m.update(MetricRecord(step=0, phase="eval", eval_success=0.0))
+    m.update(MetricRecord(step=1, success=0.5))
+    assert m.success_field_used == "success"
+    m2 = StabilityMonitor(MonitorConfig(window=2))
+    m2.update(MetricRecord(step=0, phase="eval", eval_success=0.6))
+    m2.update(MetricRecord(step=1, grad_norm=0.3))
+    assert m2.success_field_used == "eval_success"
+    d = m2.update(MetricRecord(step=1, phase="eval", eval_success=0.8))
+    assert d.signals["success_smoothed"] == pytest.approx(0.7)  # the step-0 eval counts

@@ -8,12 +8,14 @@
             load_checkpoint(nearest_at_or_before(monitor.last_healthy_step))
 
 Only `phase == "rl"` rows are judged (bc rows are passed through; eval rows only feed the
-success signal when `success_field` selects `eval_success`). Missing fields (None) are "not
+success signal when it is `eval_success`). Missing fields (None) are "not
 measured at this step": their checks are skipped, never read as zero.
 
 Signals and alarms (thresholds are `MonitorConfig` fields; defaults in brackets):
 
-* success: `s_t` = the record's `success` (or `eval_success`, see `success_field`), smoothed
+* success: `s_t` = the record's `success` (or `eval_success`, see `success_field`; "auto"
+  [default] picks `success` when the first RL row carries it, else `eval_success` of every
+  row, earlier eval rows included), smoothed
   by a trailing mean over the last `window` [5] values: `S_t = mean(s_{t-w+1..t})`. Peak
   `P_t = max S_u` over the steps u <= t with a full window. A step is *in drop* when `P_t >= min_peak_success` [0.1] and
   `P_t - S_t >= max(success_drop_abs [0.15], success_drop_rel [0.3] * P_t)`.
@@ -112,7 +114,7 @@ class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     success_field: Literal["auto", "success", "eval_success"] = Field(
-        "auto", description="auto: the first of success / eval_success that a row carries, then fixed"
+        "auto", description="auto: success if the first RL row has it, else eval_success"
     )
     window: int = Field(5, ge=1, description="trailing-mean window for success, format and entropy")
     sustain: int = Field(3, ge=1, description="consecutive observations a drop must hold")
@@ -254,6 +256,7 @@ class StabilityMonitor:
         self._healthy: list[int] = []
         self._last_rl_step: int | None = None
         self._success_key: str | None = None if c.success_field == "auto" else c.success_field
+        self._pending_eval: list[float] = []
         self._succ_win: deque[float] = deque(maxlen=c.window)
         self._succ_peak: float | None = None
         self._succ_drop = _Sustained()
@@ -288,13 +291,23 @@ class StabilityMonitor:
         self._replay([r for r in self._records if r.step < step])
 
     def _success_value(self, r: MetricRecord) -> float | None:
-        if self._success_key is None:  # auto: lock onto the first field a row carries
-            if r.phase == "rl" and r.success is not None:
-                self._success_key = "success"
-            elif r.eval_success is not None:
-                self._success_key = "eval_success"
-            else:
+        if self._success_key is None:  # auto: decided by the first RL row
+            if r.phase == "eval":
+                if _finite(r.eval_success):  # e.g. a step-0 baseline eval: keep until we know
+                    self._pending_eval.append(float(r.eval_success))  # type: ignore[arg-type]
                 return None
+            if r.phase != "rl":
+                return None
+            if r.success is not None:
+                self._success_key = "success"
+            else:
+                self._success_key = "eval_success"
+                for v in self._pending_eval:  # the evals seen so far count, without alarms
+                    self._succ_win.append(v)
+                    if len(self._succ_win) == self.config.window:
+                        sm = sum(self._succ_win) / len(self._succ_win)
+                        self._succ_peak = sm if self._succ_peak is None else max(self._succ_peak, sm)
+            self._pending_eval = []
         if self._success_key == "success":
             return r.success if r.phase == "rl" else None
         return r.eval_success
