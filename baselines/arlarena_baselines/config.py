@@ -181,8 +181,12 @@ class MonitorSettings(_Section):
     """Online stability monitor (arlarena_envs.stability.monitor), if installed."""
 
     enable: bool = Field(True, description="call the monitor each step; a missing module disables it")
-    config: dict[str, Any] = Field(default_factory=dict, description="kwargs of MonitorConfig")
-    tighten_factor: float = Field(0.5, gt=0, lt=1, description="'tighten' scales clip ε and LR by this")
+    module: str = Field("arlarena_envs.stability.monitor", description="module holding StabilityMonitor / MonitorConfig")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description="kwargs of MonitorConfig, e.g. {actions: {collapse: rollback, grad_norm_nonfinite: stop}}",
+    )
+    tighten_factor: float = Field(0.5, gt=0, lt=1, description="'tighten' scales clip ε and LR by this when the monitor gives no scale")
 
 
 class TrainConfig(_Section):

@@ -23,12 +23,15 @@ class MonitorDecision:
     action: str = "none"
     reason: str = ""
     alarms: list[Any] = field(default_factory=list)
+    clip_scale: float | None = None  # 'tighten': multiply clip eps by this (None: trainer default)
+    lr_scale: float | None = None  # 'tighten': multiply the learning rate by this
 
 
 class MonitorAdapter:
     """`update(record) -> MonitorDecision`; `last_healthy_step` (None when unknown)."""
 
-    def __init__(self, enable: bool = True, config: dict[str, Any] | None = None, module: str = "arlarena_envs.stability.monitor"):
+    def __init__(self, enable: bool = True, config: dict[str, Any] | None = None, module: str = "arlarena_envs.stability.monitor",
+                 log_path: Any = None):
         self.monitor: Any = None
         self.disabled_reason = ""
         if not enable:
@@ -45,10 +48,11 @@ class MonitorAdapter:
             self.disabled_reason = f"{module} has no StabilityMonitor"
             return
         cfg = config or {}
-        if config_cls is not None:
-            self.monitor = monitor_cls(config_cls(**cfg))
-        else:
-            self.monitor = monitor_cls(**cfg)
+        args: list[Any] = [config_cls(**cfg)] if config_cls is not None else []
+        kwargs: dict[str, Any] = {} if config_cls is not None else dict(cfg)
+        if log_path is not None and "log_path" in inspect.signature(monitor_cls).parameters:
+            kwargs["log_path"] = log_path
+        self.monitor = monitor_cls(*args, **kwargs)
 
     @property
     def enabled(self) -> bool:
@@ -67,7 +71,20 @@ class MonitorAdapter:
             log.warning("stability monitor returned unknown action %r; ignored", action)
             action = "none"
         alarms = list(getattr(raw, "alarms", []) or [])
-        return MonitorDecision(action=action, reason=str(getattr(raw, "reason", "") or ""), alarms=alarms)
+        return MonitorDecision(
+            action=action, reason=str(getattr(raw, "reason", "") or ""), alarms=alarms,
+            clip_scale=getattr(raw, "clip_scale", None), lr_scale=getattr(raw, "lr_scale", None),
+        )
+
+    def state_dict(self) -> dict | None:
+        """The monitor's JSON-able state (None when it has none): saved with checkpoints."""
+        fn = getattr(self.monitor, "state_dict", None)
+        return fn() if callable(fn) else None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        fn = getattr(self.monitor, "load_state_dict", None)
+        if state is not None and callable(fn):
+            fn(state)
 
     @property
     def last_healthy_step(self) -> int | None:

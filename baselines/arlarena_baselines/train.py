@@ -109,7 +109,7 @@ class Trainer:
         self.t0 = time.time()
         self.clip_scale = 1.0
         self.group_counter = 0
-        self.monitor = MonitorAdapter(cfg.monitor.enable, cfg.monitor.config)
+        self.monitor = MonitorAdapter(cfg.monitor.enable, cfg.monitor.config, cfg.monitor.module, self.run_dir / "monitor.jsonl")
         self.monitor_actions: list[dict] = []
         self.tb = None
         self._pools: list[Any] = []
@@ -203,8 +203,15 @@ class Trainer:
                 pos[i, :n] = torch.arange(len(r.prompt_ids) - 1, len(r.prompt_ids) - 1 + n)
                 tgt[i, :n] = torch.tensor(r.response_ids)
         pos, tgt = pos.to(self.device), tgt.to(self.device)
-        logits = model(input_ids=ids, attention_mask=attn).logits
-        sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
+        head = model.get_output_embeddings()
+        base = getattr(model, model.base_model_prefix, None) if head is not None else None
+        if base is not None:  # lm_head only on the response positions (cheaper than full logits)
+            hidden = base(input_ids=ids, attention_mask=attn).last_hidden_state
+            hsel = hidden.gather(1, pos.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+            sel = head(hsel).float()
+        else:
+            logits = model(input_ids=ids, attention_mask=attn).logits
+            sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
         logp = torch.log_softmax(sel, dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
         ent = loss_lib.entropy_from_logits(sel) if need_entropy else None
         return logp, ent
@@ -410,9 +417,9 @@ class Trainer:
                     (loss / len(micro)).backward()
                     acc["loss"].append(loss.item())
                     acc["pg_loss"].append(out.pg_loss.item())
-                    acc["clipfrac_high"].append(float(out.pg_clipfrac))
-                    acc["clipfrac_low"].append(float(out.pg_clipfrac_lower))
-                    acc["ppo_kl"].append(float(out.ppo_kl))
+                    acc["clipfrac_high"].append(float(out.pg_clipfrac.detach()))
+                    acc["clipfrac_low"].append(float(out.pg_clipfrac_lower.detach()))
+                    acc["ppo_kl"].append(float(out.ppo_kl.detach()))
                     masked += float(out.num_masked_seqs)
                     with torch.no_grad():
                         delta = (logp - old).detach()
@@ -473,7 +480,8 @@ class Trainer:
         self.tok.save_pretrained(tmp)
         torch.save({"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
         state = {"step": step, "clip_scale": self.clip_scale, "lr": self.opt.param_groups[0]["lr"],
-                 "group_counter": self.group_counter, "np_rng": self.rng.bit_generator.state}
+                 "group_counter": self.group_counter, "np_rng": self.rng.bit_generator.state,
+                 "monitor": self.monitor.state_dict()}
         (tmp / "trainer_state.json").write_text(json.dumps(state))
         if path.exists():
             shutil.rmtree(path)
@@ -491,7 +499,9 @@ class Trainer:
                 shutil.rmtree(p, ignore_errors=True)
         return path
 
-    def load_checkpoint(self, path: Path) -> int:
+    def load_checkpoint(self, path: Path, restore_monitor: bool = False) -> int:
+        """Restore weights, optimizer, RNGs and schedules; the monitor's history only on resume
+        (after a rollback it keeps what it saw, so the drop that caused it stays on record)."""
         from transformers import AutoModelForCausalLM
 
         torch = self.torch
@@ -506,6 +516,8 @@ class Trainer:
             g["lr"] = float(state["lr"])
         self.group_counter = int(state["group_counter"])
         self.rng.bit_generator.state = state["np_rng"]
+        if restore_monitor:
+            self.monitor.load_state_dict(state.get("monitor"))
         return int(state["step"])
 
     # ------------------------------------------------------------------ main loop
@@ -547,7 +559,7 @@ class Trainer:
         else:
             self.engine = HFEngine(self.model, self.tok, cfg.rollout.max_prompt_tokens)
         if ckpts:
-            start = self.load_checkpoint(ckpts[-1][1])
+            start = self.load_checkpoint(ckpts[-1][1], restore_monitor=True)
             self._truncate_log(start)
             self.engine.sync_weights(self.model)
         else:
@@ -596,10 +608,11 @@ class Trainer:
                         rec.rollback_to = restored  # type: ignore[attr-defined]
                         self.engine.sync_weights(self.model)
                 elif action == "tighten":
-                    f = cfg.monitor.tighten_factor
-                    self.clip_scale *= f
+                    cs = decision.clip_scale or cfg.monitor.tighten_factor
+                    ls = decision.lr_scale or cfg.monitor.tighten_factor
+                    self.clip_scale *= cs
                     for g in self.opt.param_groups:
-                        g["lr"] *= f
+                        g["lr"] *= ls
                     rec.clip_scale = self.clip_scale  # type: ignore[attr-defined]
                 if action != "none":
                     self.monitor_actions.append({"step": step, "action": action, "reason": decision.reason})

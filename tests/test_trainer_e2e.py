@@ -1,0 +1,145 @@
+"""End to end on CPU: BC + 2 RL steps of SAMPO on a tiny model (offline, < 60 s), resume, the
+stability-monitor actions, the JSONL log."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from arlarena_baselines.config import load_config  # noqa: E402
+from arlarena_baselines.train import run  # noqa: E402
+from arlarena_envs.contract import MetricRecord  # noqa: E402
+
+TINY = [
+    "model.tiny={hidden_size: 32, num_layers: 1, num_heads: 2, vocab_size: 512, tokenizer_episodes: 4}",
+    "env.max_steps=3",
+    "rollout.num_groups=2",
+    "rollout.group_size=2",
+    "bc.episodes=8",
+    "bc.epochs=1",
+    "bc.batch_size=16",
+    "trainer.total_steps=2",
+    "trainer.eval_episodes=2",
+    "trainer.eval_every=0",
+    "trainer.save_every=1",
+    "trainer.ppo_mini_batch_size=8",
+    "trainer.ppo_micro_batch_size=4",
+    "trainer.progress=false",
+    "trainer.num_threads=1",
+    "algorithm.filter_groups.cold_start_steps=0",
+    "monitor.enable=false",
+]
+
+
+def _records(path):
+    return [MetricRecord.model_validate_json(line) for line in path.read_text().splitlines()]
+
+
+def test_sampo_two_rl_steps_end_to_end(tmp_path):
+    cfg = load_config("demo_cpu", TINY)
+    assert cfg.algorithm.name == "sampo"
+    res = run(cfg, run_dir=tmp_path / "run")
+    assert res.steps_done == 2 and res.stopped_reason == "completed"
+    assert 0.0 <= res.final_eval_success <= 1.0
+    recs = _records(res.metrics_path)
+    phases = [r.phase for r in recs]
+    assert "bc" in phases and phases.count("rl") == 2 and phases[-1] == "eval"
+    rl = [r for r in recs if r.phase == "rl"]
+    for r in rl:
+        for f in ("success", "score", "grad_norm", "entropy", "kl_ref", "clipfrac_high", "clipfrac_low", "is_ratio_mean",
+                  "neg_adv_low_is_frac", "masked_seqs", "valid_format_ratio", "valid_action_ratio", "response_length",
+                  "filtered_groups", "kept_groups", "loss", "lr"):
+            assert getattr(r, f) is not None, f
+        assert r.kept_groups == 2  # filtering refills to the full batch (last try fills with uniform groups)
+    # checkpoints, the reference policy and the result file exist
+    assert (res.run_dir / "ref_policy" / "config.json").exists()
+    assert (res.run_dir / "checkpoints" / "step_000002" / "trainer_state.json").exists()
+    assert json.loads((res.run_dir / "result.json").read_text())["steps_done"] == 2
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+    cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "algorithm.name=grpo", "algorithm.adv_estimator=grpo",
+                                          "algorithm.loss_mode=vanilla", "algorithm.clip_ratio_low=null", "algorithm.clip_ratio_high=null"])
+    run_dir = tmp_path / "run"
+    first = run(cfg, run_dir=run_dir)
+    assert first.steps_done == 1
+    more = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"total_steps": 2})})
+    second = run(more, run_dir=run_dir)
+    assert second.steps_done == 2
+    recs = _records(second.metrics_path)
+    assert [r.step for r in recs if r.phase == "rl"] == [1, 2]
+    assert sum(r.phase == "bc" for r in recs) >= 1  # BC is not redone, its log is kept
+
+
+FAKE_MONITOR = textwrap.dedent(
+    """
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class MonitorConfig:
+        script: dict = field(default_factory=dict)
+
+    @dataclass
+    class Decision:
+        action: str = "none"
+        reason: str = ""
+        alarms: list = field(default_factory=list)
+
+    class StabilityMonitor:
+        def __init__(self, config):
+            self.config = config
+            self.seen = []
+        def update(self, record):
+            self.seen.append(record.step)
+            act = self.config.script.get(str(record.step), "none")
+            return Decision(act, f"scripted {act}", ["test-alarm"] if act != "none" else [])
+        @property
+        def last_healthy_step(self):
+            return 1
+    """
+)
+
+
+def test_monitor_actions_tighten_rollback_stop(tmp_path, monkeypatch):
+    (tmp_path / "fake_monitor_mod.py").write_text(FAKE_MONITOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("fake_monitor_mod", None)
+    cfg = load_config("demo_cpu", TINY + [
+        "trainer.total_steps=4", "monitor.enable=true", "monitor.module=fake_monitor_mod",
+        "monitor.config={script: {'2': tighten, '3': rollback, '4': stop}}", "algorithm.filter_groups.enable=false",
+    ])
+    res = run(cfg, run_dir=tmp_path / "run")
+    assert [a["action"] for a in res.monitor_actions] == ["tighten", "rollback", "stop"]
+    assert res.stopped_reason.startswith("monitor stop at step 4")
+    rl = {r.step: r for r in _records(res.metrics_path) if r.phase == "rl"}
+    assert rl[2].model_extra["monitor_action"] == "tighten" and rl[2].model_extra["clip_scale"] == 0.5
+    assert rl[2].lr == pytest.approx(cfg.trainer.lr)  # the record shows the lr used in that step
+    assert rl[3].lr == pytest.approx(cfg.trainer.lr * 0.5)
+    assert rl[3].model_extra["rollback_to"] == 1  # newest checkpoint at or before last_healthy_step
+    assert rl[4].model_extra["monitor_action"] == "stop"
+
+
+def test_missing_monitor_module_disables_it(tmp_path):
+    from arlarena_baselines.monitor_adapter import MonitorAdapter
+
+    m = MonitorAdapter(True, {}, module="no_such_module_xyz")
+    assert not m.enabled and "not available" in m.disabled_reason
+    assert m.update(MetricRecord(step=1)).action == "none"
+    assert m.last_healthy_step is None
+
+
+def test_real_monitor_integration_smoke():
+    pytest.importorskip("arlarena_envs.stability.monitor")
+    from arlarena_baselines.monitor_adapter import MonitorAdapter
+
+    m = MonitorAdapter(True, {"actions": {"grad_norm_nonfinite": "stop"}})
+    assert m.enabled
+    assert m.update(MetricRecord(step=1, grad_norm=1.0, success=0.5)).action == "none"
+    d = m.update(MetricRecord(step=2, grad_norm=float("nan"), success=0.5))
+    assert d.action == "stop" and d.alarms
