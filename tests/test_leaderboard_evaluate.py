@@ -215,3 +215,34 @@ def test_parallel_workers_give_the_same_files_and_row(tmp_path):
         a = EpisodeResult.model_validate_json(f.read_text())
         b = EpisodeResult.model_validate_json((tmp_path / "b" / "Sokoban-v0" / "random" / "episodes" / f.name).read_text())
         assert a.model_copy(update={"elapsed_s": 0}) == b.model_copy(update={"elapsed_s": 0})
+
+
+@pytest.mark.slow
+def test_remote_backend_gives_the_same_row(tmp_path):
+    """Against `arlarena serve` on loopback: the row equals the in-process one."""
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("fastapi")
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arlarena_envs.cli", "serve", SOKO, "--port", "0", "--ready-file", str(ready)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert ready.exists(), "env server did not start"
+        url = json.loads(ready.read_text())["url"]
+        remote = evaluate(SOKO, "random", episodes=4, out_dir=tmp_path / "r", backend="remote", url=url)
+        local = evaluate(SOKO, "random", episodes=4, out_dir=tmp_path / "l")
+        assert remote == local
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
