@@ -246,3 +246,16 @@ def test_remote_backend_gives_the_same_row(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_alfworld_rows_break_down_by_task_type(tmp_path):
+    pytest.importorskip("alfworld")
+    try:
+        get_spec("arlarena/ALFWorld-v0")
+    except EnvNotFoundError:
+        pytest.skip("ALFWorld-v0 is not registered")
+    row = evaluate("arlarena/ALFWorld-v0", "oracle", episodes=2, out_dir=tmp_path)
+    assert sum(t.episodes for t in row.per_task_type.values()) == 2
+    assert all(t.startswith(("pick", "look")) for t in row.per_task_type)
+    assert "## Success by task type" in render_markdown([row])
