@@ -323,3 +323,31 @@ def test_load_256_concurrent_sessions(server):
     elapsed = time.monotonic() - t0
     assert elapsed < 120, f"256 sessions took {elapsed:.1f} s"
     assert httpx.get(server.url + "/health").json()["sessions"] <= active - n
+
+
+def test_batch_request_answers_each_item_in_order(server):
+    with _ws(server) as ws:
+        def call(**msg):
+            ws.send(json.dumps(msg))
+            return json.loads(ws.recv(timeout=10))
+
+        sids = [call(op="create", env_id=SOKOBAN)["result"]["session_id"] for _ in range(2)]
+        for k, sid in enumerate(sids):
+            call(op="reset", session_id=sid, seed=k)
+        batch = [
+            {"op": "step", "session_id": sids[0], "action": "up", "request_id": "b-0"},
+            {"op": "step", "session_id": sids[1], "action": "left", "request_id": "b-1"},
+            {"op": "step", "session_id": "nope", "action": "left"},
+            {"op": "batch", "requests": []},
+        ]
+        reply = call(op="batch", requests=batch)
+        replies = reply["result"]["replies"]
+        assert [r["ok"] for r in replies] == [True, True, False, False]
+        assert replies[2]["error"]["code"] == "unknown_session" and replies[3]["error"]["code"] == "invalid_request"
+        local = arlarena_envs.make(SOKOBAN).unwrapped
+        local.reset_result(seed=1)
+        assert replies[1]["result"] == json.loads(local.step_result("left").model_dump_json())
+        again = call(op="batch", requests=batch[:2])  # replayed items: same results, no second step
+        assert again["result"]["replies"] == replies[:2]
+        for sid in sids:
+            call(op="close", session_id=sid)

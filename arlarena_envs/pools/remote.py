@@ -2,8 +2,8 @@
 
 `ServerPool` spreads N envs over W workers (env i -> worker i mod W); a worker is anything that
 serves `arlarena serve` at a URL (a local subprocess, a container, a remote host). Each env is
-a `RemoteEnv` session; a batch step sends every env's request concurrently (one thread per
-in-flight request: the work is waiting on sockets).
+a `RemoteEnv` session; a batch step sends one `batch` request per worker (every step of that
+worker's envs in one frame, one round trip), the W workers concurrently.
 
 Failure handling (the pool contract): when a worker is lost mid-episode, the env's step gets
 `ServerLostError`; the pool restarts the worker once (whichever env noticed first), opens fresh
@@ -111,7 +111,10 @@ class ServerPool(EnvPool):
         self._closed = False
         self.restarts = 0
         self.clients: list[Any] = [None] * num_envs
+        self.channels: list[Any] = [None] * len(self.workers)
         try:
+            for wi in range(len(self.workers)):
+                self._open_channel(wi)
             list(self._executor.map(self._open, range(num_envs)))
         except BaseException:
             self.close()
@@ -125,6 +128,17 @@ class ServerPool(EnvPool):
         w = self.workers[self.assignment[i]]
         self.clients[i] = RemoteEnv(self.env_id, url=w.url, token=w.token, **self.client_kwargs, **self.env_kwargs)
 
+    def _open_channel(self, wi: int) -> None:
+        """The worker's batch connection (used by `step`; sessions have their own)."""
+        from arlarena_envs.server.client import ServerChannel
+
+        w = self.workers[wi]
+        old = self.channels[wi]
+        if old is not None:
+            old.close()
+        kw = {k: v for k, v in self.client_kwargs.items() if k in ("transport", "timeout", "retries", "backoff")}
+        self.channels[wi] = ServerChannel(w.url, token=w.token, **kw)
+
     def _recover(self, i: int, generation: int, error: BaseException) -> str:
         """Restart env i's worker (once per loss) and reopen its envs' sessions; returns the reason."""
         wi = self.assignment[i]
@@ -135,13 +149,14 @@ class ServerPool(EnvPool):
                 w.restart()
                 w.generation += 1
                 self.restarts += 1
+                self._open_channel(wi)
                 for j in range(self.num_envs):
                     if self.assignment[j] != wi:
                         continue
                     old = self.clients[j]
                     if old is not None:
                         old._closed = True  # its server is gone: nothing to close there
-                        old._transport.close()
+                        old.channel.close()
                     if self._active[j]:
                         self._pending[j] = reason
                         self._active[j] = False
@@ -190,26 +205,61 @@ class ServerPool(EnvPool):
     def step(self, actions):
         if len(actions) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
-
-        def one(i: int) -> StepResult | None:
-            a = actions[i]
+        out: list[StepResult | None] = [None] * self.num_envs
+        by_worker: dict[int, list[int]] = {}
+        for i, a in enumerate(actions):
             if a is None:
-                return None
+                continue
             reason = self._pending.pop(i, None)
             if reason is not None:
-                return self._truncated(i, reason)
-            gen = self.workers[self.assignment[i]].generation
-            try:
-                r = self.clients[i].step_result(a)
-            except ServerLostError as e:
-                self._recover(i, gen, e)
-                return self._truncated(i, self._pending.pop(i, f"worker {self.assignment[i]} lost: {e}"))
-            self._last[i] = (r.observation, r.info)
-            if r.done:
-                self._active[i] = False
-            return r
+                out[i] = self._truncated(i, reason)
+            else:
+                by_worker.setdefault(self.assignment[i], []).append(i)
 
-        return list(self._executor.map(one, range(self.num_envs)))
+        def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult]]:
+            from arlarena_envs.server.client import raise_for_error
+
+            w, chan = self.workers[wi], self.channels[wi]
+            gen = w.generation
+            items = []
+            for i in idxs:
+                a = actions[i]
+                wire = a.model_dump(mode="json") if hasattr(a, "model_dump") else a
+                c = self.clients[i]
+                items.append({"op": "step", "session_id": c.session_id, "action": wire, "request_id": chan.next_request_id()})
+            try:
+                reply = chan.send("batch", {"requests": items})
+                if not reply["ok"]:
+                    raise_for_error(reply.get("error") or {}, w.url)
+                replies = reply["result"]["replies"]
+                lost = chan.reconnected and any(
+                    not r["ok"] and r["error"]["code"] == "unknown_session" for r in replies
+                )
+                if lost:  # the worker came back without our sessions
+                    raise ServerLostError(f"env server {w.url} lost our sessions (restarted?)")
+            except ServerLostError as e:
+                self._recover(idxs[0], gen, e)
+                return [(i, self._truncated(i, self._pending.pop(i, f"worker {wi} lost: {e}"))) for i in idxs]
+            done = []
+            for i, r in zip(idxs, replies):
+                if not r["ok"]:
+                    raise_for_error(r["error"], w.url)
+                res = StepResult.model_validate(r["result"])
+                self._last[i] = (res.observation, res.info)
+                self.clients[i]._last = res.observation
+                if res.done:
+                    self._active[i] = False
+                done.append((i, res))
+            return done
+
+        if len(by_worker) == 1:
+            results = [run(*next(iter(by_worker.items())))]
+        else:
+            results = list(self._executor.map(lambda kv: run(*kv), by_worker.items()))
+        for part in results:
+            for i, res in part:
+                out[i] = res
+        return out
 
     def oracle_actions(self):
         def one(i: int) -> str | None:
@@ -244,6 +294,9 @@ class ServerPool(EnvPool):
             for c in self.clients:
                 if c is not None:
                     c.close()
+            for ch in self.channels:
+                if ch is not None:
+                    ch.close()
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
             for w in self.workers:

@@ -184,6 +184,14 @@ class SessionManager:
         self.requests_total[op] += 1
         if op == "create":
             return self._create(req)
+        if op == "batch":
+            bodies = []
+            for item in req.requests:
+                if isinstance(item, dict) and item.get("op") == "batch":
+                    bodies.append(self._fail(ErrorCode.INVALID_REQUEST, "a batch cannot contain a batch", item.get("request_id"))[1])
+                else:
+                    bodies.append(self.handle_obj(item)[1])
+            return _ok_json(req.request_id, '{"replies":[' + ",".join(bodies) + "]}")
         sess = self._get(req.session_id)
         rid = req.request_id
         with sess.lock:

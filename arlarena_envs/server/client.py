@@ -104,7 +104,12 @@ class _HTTPTransport:
             import httpx
         except ImportError as e:  # pragma: no cover
             raise MissingDependencyError("the remote client needs the server extra: pip install 'arlarena-envs[server]'") from e
-        self.client = httpx.Client(base_url=_http_url(url), headers=headers, timeout=timeout)
+        import socket
+
+        # TCP_NODELAY: h11 writes headers and body separately; with Nagle + delayed ACKs every
+        # POST would wait ~40 ms for the server's ACK
+        transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+        self.client = httpx.Client(base_url=_http_url(url), headers=headers, timeout=timeout, transport=transport)
 
     def request(self, op: str, payload: dict[str, Any]) -> tuple[int, str]:
         method, path = self.ROUTES[op]
@@ -138,6 +143,75 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def raise_for_error(error: dict[str, Any], url: str, *, lost_session: bool = False) -> None:
+    """Raise the typed error of an error reply (`ResetNeededError`, `ServerLostError`, `RemoteEnvError`)."""
+    code, message = error.get("code", "internal"), error.get("message", "")
+    if code == "unknown_session" and lost_session:
+        raise ServerLostError(f"env server {url} lost the session (restarted?): {message}")
+    if code == "reset_needed":
+        raise ResetNeededError(message)
+    raise RemoteEnvError(f"env server {url}: {code}: {message}", code=code, status=error.get("status"))
+
+
+class ServerChannel:
+    """One connection to an env server with the reconnect policy (see the module docstring)."""
+
+    def __init__(self, url: str, *, token: str | None = None, transport: str = "ws", timeout: float = 60.0, retries: int = 3, backoff: float = 0.05):
+        if transport not in ("ws", "http"):
+            raise ValueError(f"transport must be 'ws' or 'http', got {transport!r}")
+        self.url = url
+        self.retries, self.backoff, self.timeout = int(retries), float(backoff), float(timeout)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        cls = _WSTransport if transport == "ws" else _HTTPTransport
+        self._transport = cls(url, headers, timeout)
+        self._errors = _transport_errors()
+        self.client_id = secrets.token_hex(6)
+        self._counter = itertools.count()
+        self.reconnected = False  # a reconnect happened: an unknown session now means a lost server
+
+    def next_request_id(self) -> str:
+        return f"{self.client_id}-{next(self._counter)}"
+
+    def send(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Send one request (a fresh request id unless fields has one); the raw reply object."""
+        payload = dict(fields)
+        payload.setdefault("request_id", self.next_request_id())
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                status, raw = self._transport.request(op, payload)
+                break
+            except self._errors as e:
+                last = e
+                self._transport.close()
+                self.reconnected = True
+        else:
+            raise ServerLostError(
+                f"env server {self.url} did not answer '{op}' after {self.retries + 1} tries ({type(last).__name__}: {last}); "
+                "is it running? (arlarena serve ...)"
+            )
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            raise RemoteEnvError(f"env server {self.url} sent a non-JSON reply (HTTP {status}): {raw[:200]!r}", status=status) from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise RemoteEnvError(f"env server {self.url} sent an unexpected reply (HTTP {status}): {raw[:200]!r}", status=status)
+        return reply
+
+    def call(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Send one request; its result, or the typed error."""
+        reply = self.send(op, fields)
+        if reply["ok"]:
+            return reply["result"]
+        raise_for_error(reply.get("error") or {}, self.url, lost_session=op != "create" and self.reconnected)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._transport.close()
+
+
 class RemoteEnv(gym.Env[str, str]):
     """One session on an env server, with the in-process env's API and transcripts."""
 
@@ -156,21 +230,12 @@ class RemoteEnv(gym.Env[str, str]):
         render_mode: str | None = None,
         **env_kwargs: Any,
     ):
-        if transport not in ("ws", "http"):
-            raise ValueError(f"transport must be 'ws' or 'http', got {transport!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.url, self.render_mode = url, render_mode
-        self.retries, self.backoff, self.timeout = int(retries), float(backoff), float(timeout)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        cls = _WSTransport if transport == "ws" else _HTTPTransport
-        self._transport = cls(url, headers, timeout)
-        self._errors = _transport_errors()
-        self._client_id = secrets.token_hex(6)
-        self._counter = itertools.count()
+        self.channel = ServerChannel(url, token=token, transport=transport, timeout=timeout, retries=retries, backoff=backoff)
         self._last: Observation | None = None
         self._closed = False
-        self._reconnected = False
         self.observation_space = UnicodeText(OBS_MAX_CHARS)
         self.action_space = UnicodeText(ACTION_MAX_CHARS)
         created = self._call("create", {"env_id": env_id, "env_kwargs": env_kwargs})
@@ -185,37 +250,7 @@ class RemoteEnv(gym.Env[str, str]):
     def _call(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         if self._closed:
             raise RemoteEnvError(f"this RemoteEnv ({self.url}) is closed; make a new one", code="session_closed")
-        payload = dict(fields)
-        payload["request_id"] = f"{self._client_id}-{next(self._counter)}"
-        last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                status, raw = self._transport.request(op, payload)
-                break
-            except self._errors as e:
-                last = e
-                self._transport.close()
-                self._reconnected = True
-        else:
-            raise ServerLostError(
-                f"env server {self.url} did not answer '{op}' after {self.retries + 1} tries ({type(last).__name__}: {last}); "
-                "is it running? (arlarena serve ...)"
-            )
-        try:
-            reply = json.loads(raw)
-        except ValueError:
-            raise RemoteEnvError(f"env server {self.url} sent a non-JSON reply (HTTP {status}): {raw[:200]!r}", status=status) from None
-        if reply.get("ok"):
-            return reply["result"]
-        err = reply.get("error") or {}
-        code, message = err.get("code", "internal"), err.get("message", raw[:200])
-        if code == "unknown_session" and op != "create" and self._reconnected:
-            raise ServerLostError(f"env server {self.url} lost session {fields.get('session_id')} (restarted?): {message}")
-        if code == "reset_needed":
-            raise ResetNeededError(message)
-        raise RemoteEnvError(f"env server {self.url}: {code}: {message}", code=code, status=err.get("status", status))
+        return self.channel.call(op, fields)
 
     # ------------------------------------------------------------------ typed API
 
@@ -277,17 +312,17 @@ class RemoteEnv(gym.Env[str, str]):
         if self._closed:
             return
         try:
-            saved, self.retries = self.retries, 0
+            saved, self.channel.retries = self.channel.retries, 0
             self._call("close", {"session_id": self.session_id})
         except RemoteEnvError:
             pass
         finally:
-            self.retries = saved
+            self.channel.retries = saved
             self._closed = True
-            self._transport.close()
+            self.channel.close()
 
     def __del__(self) -> None:  # a forgotten client must not leak its socket
-        t = getattr(self, "_transport", None)
+        t = getattr(self, "channel", None)
         if t is not None:
             try:
                 t.close()
@@ -295,4 +330,4 @@ class RemoteEnv(gym.Env[str, str]):
                 pass
 
 
-__all__ = ["RemoteEnv"]
+__all__ = ["RemoteEnv", "ServerChannel", "raise_for_error"]

@@ -22,6 +22,7 @@ from arlarena_envs.contract import EnvSpec, Observation, ParsedAction, StepInfo,
 PROTOCOL_VERSION = 1
 REQUEST_ID_MAX = 128
 SESSION_ID_MAX = 64
+MAX_BATCH = 4096
 
 
 class ErrorCode(str, enum.Enum):
@@ -106,8 +107,17 @@ class PromptRequest(_Msg):
     session_id: SessionId
 
 
+class BatchRequest(_Msg):
+    """Several requests (any ops but batch) in one frame: one round trip for a pool's worker.
+    Each item keeps its own request_id (replay works per item); replies come in order."""
+
+    op: Literal["batch"] = "batch"
+    request_id: RequestId = None
+    requests: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+
+
 Request = Annotated[
-    Union[CreateRequest, ResetRequest, StepRequest, CloseRequest, OracleRequest, PromptRequest],
+    Union[CreateRequest, ResetRequest, StepRequest, CloseRequest, OracleRequest, PromptRequest, BatchRequest],
     Field(discriminator="op"),
 ]
 REQUEST_ADAPTER: TypeAdapter[Any] = TypeAdapter(Request)
@@ -160,7 +170,11 @@ class Closed(_Msg):
     closed: bool = True
 
 
-Result = Union[SessionCreated, ResetResult, StepResult, OracleResult, PromptResult, Closed]
+class BatchResult(_Msg):
+    replies: list["Reply"]
+
+
+Result = Union[SessionCreated, ResetResult, StepResult, OracleResult, PromptResult, Closed, BatchResult]
 
 
 class ErrorBody(_Msg):
@@ -174,6 +188,9 @@ class Reply(_Msg):
     request_id: str | None = None
     result: Result | None = None
     error: ErrorBody | None = None
+
+
+BatchResult.model_rebuild()
 
 
 class Health(_Msg):
@@ -205,12 +222,13 @@ RESULT_TYPES: dict[str, type[BaseModel]] = {
     "close": Closed,
     "oracle": OracleResult,
     "prompt": PromptResult,
+    "batch": BatchResult,
 }
 
 WIRE_MODELS: dict[str, type[BaseModel]] = {
     m.__name__: m
     for m in (
-        CreateRequest, ResetRequest, StepRequest, CloseRequest, OracleRequest, PromptRequest,
-        SessionCreated, ResetResult, StepResult, OracleResult, PromptResult, Closed, ErrorBody, Reply, Health, Metrics,
+        CreateRequest, ResetRequest, StepRequest, CloseRequest, OracleRequest, PromptRequest, BatchRequest,
+        SessionCreated, BatchResult, ResetResult, StepResult, OracleResult, PromptResult, Closed, ErrorBody, Reply, Health, Metrics,
     )
 }
