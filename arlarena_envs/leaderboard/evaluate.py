@@ -18,7 +18,6 @@ per_task_type[t]: the same restricted to episodes whose `info.extra["task_type"]
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time

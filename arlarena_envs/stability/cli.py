@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arlarena_envs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from arlarena_envs.stability.monitor import MonitorConfig
 
 
 def add_stability_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +31,8 @@ def add_stability_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fail-on-collapse", action="store_true", help="exit 3 when any run collapsed")
 
 
-def load_config(path: str | None, overrides: list[str]) -> "MonitorConfig":  # noqa: F821
+def load_config(path: str | None, overrides: list[str]) -> MonitorConfig:
+    """MonitorConfig from a JSON/YAML file of its fields, then KEY=VALUE overrides (values parsed as JSON when they parse)."""
     from arlarena_envs.stability.monitor import MonitorConfig
 
     data: dict = {}

@@ -17,7 +17,6 @@ from arlarena_envs.stability.analysis import (
     RunStability,
     StabilityReport,
     last_lineage,
-    stability_score,  # noqa: F401  (re-exported for docs)
     success_series,
 )
 from arlarena_envs.stability.logs import load_run
