@@ -149,6 +149,9 @@ class BCConfig(_Section):
     epochs: int = Field(3, ge=1, description="passes over the BC data")
     batch_size: int = Field(32, ge=1, description="samples per BC update")
     lr: float = Field(1e-3, gt=0, description="BC learning rate")
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-sum"] = Field(
+        "token-mean", description="SFT loss: mean over response tokens, or per-response token sum averaged over responses"
+    )
     think: str = Field("{action}", description="think text of the target; {action} is replaced by the action")
     seed_offset: int = Field(500_000, ge=0, description="BC episodes use train seeds offset+i (disjoint from RL seeds)")
 
@@ -165,6 +168,7 @@ class TrainerConfig(_Section):
     ppo_epochs: int = Field(1, ge=1)
     eval_every: int = Field(5, ge=0, description="evaluate every N RL steps (0: only at the end)")
     eval_episodes: int = Field(128, ge=1, description="fixed eval seeds: the eval split's first N")
+    eval_at_start: bool = Field(True, description="evaluate the initial (post-BC) policy as step 0")
     save_every: int = Field(10, ge=0, description="checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = Field(3, ge=1, description="checkpoints kept on disk")
     output_dir: str = Field("runs", description="runs are written to output_dir/run_name")

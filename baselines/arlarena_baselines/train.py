@@ -253,7 +253,10 @@ class Trainer:
                 mask = torch.zeros_like(logp)
                 for i, r in enumerate(rows):
                     mask[i, : len(r.response_ids)] = 1
-                loss = -(logp * mask).sum() / mask.sum()
+                if cfg.loss_agg_mode == "token-mean":
+                    loss = -(logp * mask).sum() / mask.sum()
+                else:  # seq-mean-token-sum: a short response's decisive token is not diluted
+                    loss = -(logp * mask).sum() / len(rows)
                 opt.zero_grad()
                 loss.backward()
                 gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.trainer.grad_clip)
@@ -535,7 +538,7 @@ class Trainer:
         ckpts = self.checkpoints() if cfg.trainer.resume else []
         ref_dir = self.run_dir / "ref_policy"
         start = 0
-        bc_eval = None
+        bc_eval = bc_score = None
         self.eval_pool = None
         if ckpts and ref_dir.exists():
             self.model, self.tok = self._load_policy(ref_dir)
@@ -564,8 +567,9 @@ class Trainer:
             self.engine.sync_weights(self.model)
         else:
             self.save_checkpoint(0)
-            bc_eval, bc_score = self.evaluate()
-            self._log(MetricRecord(step=0, phase="eval", eval_success=bc_eval, eval_score=bc_score))
+            if cfg.trainer.eval_at_start or cfg.trainer.total_steps == 0:
+                bc_eval, bc_score = self.evaluate()
+                self._log(MetricRecord(step=0, phase="eval", eval_success=bc_eval, eval_score=bc_score))
         self.pool = self._pool(cfg.rollout.num_groups * cfg.rollout.group_size, split=cfg.env.train_split)
         stopped = "completed"
         step = start
@@ -630,8 +634,11 @@ class Trainer:
                 bar.close()
         if cfg.trainer.total_steps > start or not ckpts:
             self.save_checkpoint(step)
-        final_eval, final_score = self.evaluate()
-        self._log(MetricRecord(step=step, phase="eval", eval_success=final_eval, eval_score=final_score))
+        if step == 0 and bc_eval is not None:  # no RL step ran: the step-0 evaluation is final
+            final_eval, final_score = bc_eval, bc_score
+        else:
+            final_eval, final_score = self.evaluate()
+            self._log(MetricRecord(step=step, phase="eval", eval_success=final_eval, eval_score=final_score))
         for p in self._pools:
             p.close()
         if self.tb is not None:
