@@ -1,0 +1,65 @@
+"""Rollout records and BC data, with a scripted engine (no model)."""
+
+from __future__ import annotations
+
+from arlarena_baselines.bc import collect_oracle_examples, oracle_response
+from arlarena_baselines.config import SamplingConfig
+from arlarena_baselines.rollout import Generation, RolloutEngine, collect_rollouts
+from arlarena_baselines.train import protocol_for
+from arlarena_baselines.config import load_config
+from arlarena_envs.parsing import parse_response
+from arlarena_envs.pools import make_pool
+
+
+class Scripted(RolloutEngine):
+    """Answers every prompt with the next response of a fixed cycle."""
+
+    def __init__(self, responses):
+        self.responses, self.i, self.prompts = responses, 0, []
+
+    def generate(self, prompts, sampling):
+        out = []
+        for p in prompts:
+            self.prompts.append(p)
+            out.append(Generation([1, 2], [3], self.responses[self.i % len(self.responses)]))
+            self.i += 1
+        return out
+
+
+def test_collect_rollouts_records_groups_turns_and_validity():
+    cfg = load_config("demo_cpu", ["env.max_steps=3", "env.env_kwargs={history_length: 2}"])
+    proto = protocol_for(cfg)
+    assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
+    pool = make_pool("arlarena/Sokoban-v0", 4, env_kwargs={"max_steps": 3, "action_format": "tagged"})
+    engine = Scripted(["<think>x</think><action>up</action>", "up"])  # the bare "up" is invalid when tagged
+    trajs = collect_rollouts(pool, engine, [11, 12], 2, SamplingConfig(), proto, 1024, group_offset=5)
+    assert [t.group for t in trajs] == [5, 5, 6, 6]
+    assert len({t.traj for t in trajs}) == 4
+    assert [t.seed for t in trajs] == [11, 11, 12, 12]
+    t0 = trajs[0]
+    assert [s.turn for s in t0.samples] == list(range(len(t0.samples)))
+    # group members start from the same state
+    assert trajs[0].samples[0].state_hash == trajs[1].samples[0].state_hash != trajs[2].samples[0].state_hash
+    statuses = {s.parse_status for t in trajs for s in t.samples}
+    assert statuses <= {"ok", "no_tag"} and "no_tag" in statuses
+    for t in trajs:
+        for s in t.samples:
+            if not s.valid_action:
+                assert s.native_reward == s.reward + proto.invalid_action_penalty
+            else:
+                assert s.native_reward == s.reward
+    # the prompt is rebuilt each turn with the last observations (history 2)
+    assert any("Prior to this step, you have already taken 2 step(s)" in p for p in engine.prompts)
+    pool.close()
+
+
+def test_bc_examples_are_valid_tagged_responses():
+    pool = make_pool("arlarena/Sokoban-v0", 2, env_kwargs={"max_steps": 20})
+    ex = collect_oracle_examples(pool, [500000, 500001, 500002])
+    assert len(ex) >= 3
+    for e in ex:
+        parsed = parse_response(e.response, "strict", admissible=["up", "down", "left", "right"])
+        assert parsed.status.value == "ok"
+        assert e.prompt.startswith("You are an expert agent playing Sokoban")
+    assert oracle_response("left") == "<think>left</think><action>left</action>"
+    pool.close()
