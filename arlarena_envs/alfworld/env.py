@@ -100,8 +100,10 @@ class ALFWorldEnv(TextEnv):
             rel = path.parent.relative_to(path.parents[2]).as_posix()
             return path, f"official/{split}/{rel}", "official"
         pool = "unseen" if split in self.ood_splits else "seen"
-        game = generate_game(task_id, pool)
         key = f"gen-v{GENERATOR_VERSION}/{pool}/{task_id}"
+        if key == self._game_id and Path(self._game_path).is_file():  # same game again (a GRPO group)
+            return Path(self._game_path), key, "generated"
+        game = generate_game(task_id, pool)
         if key in self._pinned and game.sha256() != self._pinned[key]:
             raise DataError(
                 f"generated game {key} has sha256 {game.sha256()}, but the spec pins {self._pinned[key]}: the generator "
