@@ -117,6 +117,7 @@ def render_markdown(rows: list[LeaderboardRow]) -> str:
 
 
 def _statuses(rows: list[LeaderboardRow]) -> list[str]:
+    """The fixed parse-status taxonomy, in its order (rows may omit statuses they never saw)."""
     from arlarena_envs.contract import ParseStatus
 
     return [s.value for s in ParseStatus]
@@ -202,6 +203,18 @@ def render_html(rows: list[LeaderboardRow], notes: list[str] | None = None) -> s
                 f"<h3>{e(r.env_id)} / {e(r.policy)}</h3><table class=\"types\"><thead><tr><th>task type</th>"
                 f"<th>episodes</th><th>success</th><th>score</th></tr></thead><tbody>{trs}</tbody></table>"
             )
+    statuses = _statuses(rows)
+    trs = "".join(
+        f"<tr><td>{e(r.env_id)}</td><td>{e(r.policy)}</td>"
+        + "".join(f'<td class="num">{100 * r.parse_rates.get(st, 0.0):.1f}%</td>' for st in statuses)
+        + "</tr>"
+        for r in rows
+    )
+    parts.append(
+        "<h2>Parse-status rates</h2><table class=\"parse\"><thead><tr><th>env</th><th>policy</th>"
+        + "".join(f"<th>{e(st)}</th>" for st in statuses)
+        + f"</tr></thead><tbody>{trs}</tbody></table>"
+    )
     if notes:
         parts.append("<h2>Skipped rows</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
     prov = {f"{r.env_id} / {r.policy}": r.provenance.model_dump(mode="json") for r in rows}
