@@ -7,26 +7,26 @@
         if decision.action == "rollback":
             load_checkpoint(nearest_at_or_before(monitor.last_healthy_step))
 
-Only `phase == "rl"` rows are judged (bc rows are passed through; eval rows only feed the
-success signal when it is `eval_success`). Missing fields (None) are "not
-measured at this step": their checks are skipped, never read as zero.
+Only `phase == "rl"` rows are judged: bc rows pass through, and eval rows only feed the
+success signal when it is `eval_success`. A missing field (None) means "not measured at this
+step": its checks are skipped, it is never read as zero.
 
 Signals and alarms (thresholds are `MonitorConfig` fields; defaults in brackets):
 
-* success: `s_t` = the record's `success` (or `eval_success`, see `success_field`; "auto"
-  [default] picks `success` when the first RL row carries it, else `eval_success` of every
-  row, earlier eval rows included), smoothed
-  by a trailing mean over the last `window` [5] values: `S_t = mean(s_{t-w+1..t})`. Peak
-  `P_t = max S_u` over the steps u <= t with a full window. A step is *in drop* when `P_t >= min_peak_success` [0.1] and
-  `P_t - S_t >= max(success_drop_abs [0.15], success_drop_rel [0.3] * P_t)`.
-  `success_drop` (critical) fires when `sustain` [3] consecutive success observations are in
-  drop; its *onset* is the first step of that run.
+* success: `s_t` = the row's `success`, or `eval_success` (`success_field`; "auto", the
+  default, picks `success` when the first RL row carries it, else `eval_success`, counting the
+  eval rows seen before that RL row). `S_t` = trailing mean of the last `window` [5] values;
+  peak `P_t` = max of `S_u` over the steps u <= t with a full window. A step is *in drop* when
+  `P_t >= min_peak_success` [0.1] and `P_t - S_t >= max(success_drop_abs [0.15],
+  success_drop_rel [0.3] * P_t)`. `success_drop` (critical) fires when `sustain` [3]
+  consecutive success observations are in drop; its *onset* is the first step of that run.
 * `grad_norm_nonfinite` (critical): grad_norm is NaN/inf. `skipped_update` (warning): the
   trainer skipped an update.
 * `grad_norm_spike` (warning): `g_t > grad_spike_factor [5] * median(previous
   baseline_window [20] finite grad norms)`, once at least `warmup` [5] norms were seen.
 * `valid_format_drop` (critical): `V_t` = trailing mean of valid_format_ratio over `window`;
-  (peak of V over full windows) `- V_t >= format_drop_abs` [0.2] for `sustain` consecutive observations.
+  (peak of `V` over full windows) `- V_t >= format_drop_abs` [0.2] for `sustain` consecutive
+  observations.
 * `entropy_collapse` / `entropy_explosion` (critical): `E_0` = median of the first `warmup`
   entropy values; `H_t` = trailing mean over `window`; collapse when `H_t <
   entropy_collapse_ratio [0.2] * E_0`, explosion when `H_t > entropy_explosion_ratio [3] * E_0`,
@@ -42,20 +42,21 @@ Signals and alarms (thresholds are `MonitorConfig` fields; defaults in brackets)
 
 Health: a step is healthy when it raised no critical alarm and is not part of a confirmed
 success drop. Sustained checks are retroactive: when one is confirmed, the steps from its
-onset on are unhealthy too.
-`last_healthy_step` is the last healthy RL step (None before the first one): the step to roll
-back to (the trainer picks its newest checkpoint at or before it).
+onset on are unhealthy too. `last_healthy_step` is the last healthy RL step (None before the
+first one): the step to roll back to (the trainer picks its newest checkpoint at or before it).
 
 Actions: `MonitorConfig.actions` maps alarm kinds to actions (default: empty, i.e. alarms
 only, action "none"). When several alarms fire the strongest action wins (stop > rollback >
 tighten > none). After an action, actions are suppressed for `action_cooldown` [5] steps
 (alarms still fire). "rollback" with no healthy step yet becomes "stop" (the reason says so).
 "tighten" carries `clip_scale` and `lr_scale` [0.5 each]: multiply the clip range (eps) and
-the learning rate by them. A record whose step is <= the last step seen (the trainer rolled
-back and resumes) rewinds the monitor to the steps before it.
+the learning rate by them. An RL row whose step is <= the last RL step seen (the trainer rolled
+back and resumes) rewinds the monitor: it forgets every row from that step on.
 
-Every decision with an alarm or an action is logged (the `logging` logger
-`arlarena_envs.stability.monitor`, and one JSON line per decision in `log_path` when given).
+Every decision with an alarm or an action is logged: to the `logging` logger
+`arlarena_envs.stability.monitor` (WARNING for critical alarms and actions, INFO otherwise;
+`quiet=True` turns this off) and, when `log_path` is given, as one JSON line there.
+`state_dict()` / `load_state_dict()` save and restore the monitor as JSON.
 """
 
 from __future__ import annotations
