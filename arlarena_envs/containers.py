@@ -289,7 +289,13 @@ def choose_base(client: Any, offline_base: bool = False, base: str | None = None
 def requirements(extras: Iterable[str]) -> list[str]:
     """The project's dependencies for these extras, from the checkout's pyproject.toml (what the
     project wheel will ask for; the installed metadata may be older), self-references expanded."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError as e:
+            raise MissingDependencyError("reading pyproject.toml on Python 3.10 needs tomli: pip install tomli") from e
 
     project = tomllib.loads((repo_root() / "pyproject.toml").read_text())["project"]
     optional = project.get("optional-dependencies", {})
