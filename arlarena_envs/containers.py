@@ -60,7 +60,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "sokoban": Family("sokoban", ("arlarena/Sokoban-v0",), ("server",)),
-    "webshop": Family("webshop", ("arlarena/WebShop-v0",), ("server",), data_env=("ARLARENA_WEBSHOP_DATA",)),
+    "webshop": Family("webshop", ("arlarena/WebShop-v0", "arlarena/WebShop-original-v0"), ("server",), data_env=("ARLARENA_WEBSHOP_DATA",)),
     "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA")),
 }
 

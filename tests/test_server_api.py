@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import pytest
@@ -351,3 +352,51 @@ def test_batch_request_answers_each_item_in_order(server):
         assert again["result"]["replies"] == replies[:2]
         for sid in sids:
             call(op="close", session_id=sid)
+
+
+def _registered_ids():
+    from arlarena_envs.registry import load_specs
+
+    return sorted(load_specs())
+
+
+WEBSHOP_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "webshop-1000"
+
+
+@pytest.fixture(scope="module")
+def all_server():
+    saved = os.environ.get("ARLARENA_WEBSHOP_DATA")
+    if saved is None and WEBSHOP_DATA.is_dir():  # the original-data WebShop, here and in the server
+        os.environ["ARLARENA_WEBSHOP_DATA"] = str(WEBSHOP_DATA)
+    srv = ServerProcess(["--all"], extra_args=["--offload"])  # threads: the slower envs
+    try:
+        yield srv
+    finally:
+        srv.close()
+        if saved is None:
+            os.environ.pop("ARLARENA_WEBSHOP_DATA", None)
+
+
+@pytest.mark.parametrize("env_id", _registered_ids())
+def test_every_registered_env_is_servable_unchanged(all_server, env_id):
+    from arlarena_envs.errors import DataError, MissingDependencyError
+
+    try:
+        local = arlarena_envs.make(env_id).unwrapped
+        first = local.reset_result(seed=3)
+    except (MissingDependencyError, DataError) as e:
+        pytest.skip(f"{env_id} cannot run here: {e}")
+    remote = RemoteEnv(env_id, url=all_server.url, timeout=120)
+    try:
+        assert remote.reset_result(seed=3) == first
+        assert remote.prompt() == local.prompt()
+        for _ in range(3):
+            a = local.oracle_action()
+            assert remote.oracle_action() == a
+            a = a or (first[0].admissible_actions or ["look"])[0]
+            want = local.step_result(a)
+            assert remote.step_result(a) == want
+            if want.done:
+                break
+    finally:
+        remote.close()
