@@ -63,3 +63,17 @@ def test_bc_examples_are_valid_tagged_responses():
         assert e.prompt.startswith("You are an expert agent playing Sokoban")
     assert oracle_response("left") == "<think>left</think><action>left</action>"
     pool.close()
+
+
+def test_tiny_tokenizer_roundtrip_keeps_pre_tokenizer(tmp_path):
+    """A saved tiny policy reloads with the same tokenization (AutoTokenizer alone would not)."""
+    from arlarena_baselines.tiny import build_tiny_model, load_tokenizer, save_policy, train_tokenizer
+
+    corpus = ["#\t_\tP\t#\n", "<think>up</think><action>up</action>"] * 20
+    tok = train_tokenizer(corpus, vocab_size=300)
+    model = build_tiny_model(len(tok), 16, 1, 2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    save_policy(model, tok, tmp_path / "p")
+    back = load_tokenizer(tmp_path / "p")
+    for text in corpus[:2]:
+        assert back(text)["input_ids"] == tok(text)["input_ids"]
+    assert back.eos_token == "<|im_end|>" and back.chat_template

@@ -70,6 +70,23 @@ def build_tiny_model(vocab_size: int, hidden_size: int = 64, num_layers: int = 2
     return Qwen2ForCausalLM(cfg)
 
 
+def load_tokenizer(path: str | Path):
+    """A tokenizer from a local directory. A generic fast tokenizer (ours: tokenizer_class
+    TokenizersBackend / PreTrainedTokenizerFast) is loaded as such: AutoTokenizer would map the
+    model type (qwen2) to Qwen2Tokenizer and silently swap our pre-tokenizer for Qwen's."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    cfg_file = Path(path) / "tokenizer_config.json"
+    cls = ""
+    if cfg_file.exists():
+        cls = json.loads(cfg_file.read_text(encoding="utf-8")).get("tokenizer_class", "") or ""
+    if cls in ("TokenizersBackend", "PreTrainedTokenizerFast") and (Path(path) / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return AutoTokenizer.from_pretrained(path)
+
+
 def save_policy(model, tokenizer, path: str | Path) -> Path:
     """Write a local causal-LM directory (safetensors + tokenizer) loadable by `from_pretrained`."""
     path = Path(path)

@@ -128,9 +128,13 @@ class Trainer:
         return {"float32": self.torch.float32, "bfloat16": self.torch.bfloat16, "float16": self.torch.float16}[self.cfg.model.dtype]
 
     def _load_policy(self, path: Path):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
-        tok = AutoTokenizer.from_pretrained(path)
+        from arlarena_baselines.tiny import load_tokenizer
+
+        if not path.is_dir():
+            raise ConfigError(f"model.path {path} is not a directory; give a local causal LM (config, weights, tokenizer)")
+        tok = load_tokenizer(path)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
