@@ -57,3 +57,27 @@ def test_ci_docker_script_defines_setup_and_teardown():
     )
     assert r.returncode == 0, r.stderr
     assert "ci_docker_setup" in r.stdout and "ci_docker_teardown" in r.stdout
+
+
+def test_wheelhouse_requirements_are_core_plus_server_without_torch():
+    from arlarena_envs.containers import requirements
+
+    reqs = requirements(["server"])
+    names = {r.split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in reqs}
+    assert {"fastapi", "uvicorn", "websockets", "httpx", "pydantic", "gymnasium"} <= names
+    assert "torch" not in names and "transformers" not in names
+
+
+def test_image_tags_carry_version_and_spec_fingerprint():
+    import arlarena_envs
+    from arlarena_envs.containers import image_for
+
+    tag = image_for("arlarena/Sokoban-v0")
+    assert tag == f"arlarena/sokoban:{arlarena_envs.__version__}-{arlarena_envs.get_spec('arlarena/Sokoban-v0').fingerprint()}"
+
+
+def test_offline_base_reads_the_apt_mirror():
+    from arlarena_envs.containers import _debian_mirror, offline_base_tag
+
+    assert _debian_mirror().startswith(("http://", "https://", "file:/"))
+    assert offline_base_tag("bookworm") == "arlarena/python-base:3.11-bookworm"

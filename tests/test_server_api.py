@@ -400,3 +400,16 @@ def test_every_registered_env_is_servable_unchanged(all_server, env_id):
                 break
     finally:
         remote.close()
+
+
+def test_client_reconnects_after_a_dropped_connection(server):
+    env = RemoteEnv(SOKOBAN, url=server.url)
+    local = arlarena_envs.make(SOKOBAN).unwrapped
+    try:
+        assert env.reset_result(seed=8) == local.reset_result(seed=8)
+        env.channel._transport.ws.close()  # the connection drops between two steps
+        assert env.step_result("up") == local.step_result("up")  # reconnected; stepped once
+        assert env.channel.reconnected
+        assert env.step_result("left") == local.step_result("left")
+    finally:
+        env.close()
