@@ -56,7 +56,7 @@ class ServerProcess(Worker):
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.proc = subprocess.Popen(
-                serve_command(self.env_ids, ready_file=str(ready), extra=self.extra_args),
+                serve_command(self.env_ids, ready_file=str(ready), extra=["--parent-pid", str(os.getpid()), *self.extra_args]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -33,6 +33,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offload", action="store_true", help="run env calls in threads (slow envs; off: fastest for cheap envs)")
     p.add_argument("--ws-impl", default="websockets-sansio", choices=["websockets-sansio", "websockets"],
                    help="uvicorn's WebSocket implementation (sans-I/O: the lowest step latency measured)")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="exit when this process is gone (pool workers: no orphans if the pool's process is killed)")
     p.add_argument("--ready-file", default=None, help="write {url, pid} as JSON here once listening")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
@@ -116,6 +118,18 @@ def main_serve(args: argparse.Namespace) -> int:
         print(f"arlarena serve: {', '.join(env_ids)} on {url} (ws {url.replace('http', 'ws', 1)}/ws)", flush=True)
 
     server.startup = startup  # type: ignore[method-assign]
+    if args.parent_pid:
+        import threading
+        import time
+
+        def watch_parent() -> None:
+            while not server.should_exit:
+                if os.getppid() != args.parent_pid:  # reparented: the pool's process died
+                    server.should_exit = True
+                    return
+                time.sleep(0.5)
+
+        threading.Thread(target=watch_parent, name="arlarena-parent-watch", daemon=True).start()
     server.run(sockets=[sock])
     return 0
 
