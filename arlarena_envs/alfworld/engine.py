@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,10 @@ class EngineSession:
             task_type = str(json.loads(traj.read_text(encoding="utf-8"))["task_type"])
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"cannot read the task type from {traj}: {e}; every ALFWorld game needs its traj_data.json") from e
-        with _ENGINE_LOCK:
+        with _ENGINE_LOCK, warnings.catch_warnings():
+            # TextWorld's PddlEnv.load does json.load(open(path)): the file is closed when the
+            # object is freed, right away, with a ResourceWarning we do not pass on
+            warnings.simplefilter("ignore", ResourceWarning)
             self.game_file = None
             if self.env is None:
                 self.env = start_engine(
