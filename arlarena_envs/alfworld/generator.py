@@ -300,8 +300,9 @@ def _build(task_id: int, pool: str, task_type: str, scene: str, layout_seed: int
     else:
         parents = [c for c in holders(obj_t) if c not in BAD_PARENTS and c not in (APPLIANCE.get(task_type), OPPOSITE.get(task_type))]
         if task_type == "pick_two_obj_and_place":
-            # alfworld's handcoded expert loops when a pick-two parent must be opened (it
-            # re-finds the first object inside it); keep pick-two parents open-top
+            # pick-two parents are open-top in generator v1: alfworld's handcoded expert looped
+            # on pick-two games with an openable parent (found before engine.py's move/put fix,
+            # which removed the loop we traced); lifting this changes the games: a new version
             parents = [p for p in parents if p not in OPENABLE]
         # the object must start somewhere else than the goal parent class
         parents = [p for p in parents if any(h != p for h in holders(obj_t))]
