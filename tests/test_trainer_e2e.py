@@ -4,6 +4,7 @@ stability-monitor actions, the JSONL log."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 import textwrap
 
@@ -143,3 +144,29 @@ def test_real_monitor_integration_smoke():
     assert m.update(MetricRecord(step=1, grad_norm=1.0, success=0.5)).action == "none"
     d = m.update(MetricRecord(step=2, grad_norm=float("nan"), success=0.5))
     assert d.action == "stop" and d.alarms
+
+
+def test_non_finite_gradient_skips_the_update(tmp_path, monkeypatch):
+    from arlarena_baselines import losses as loss_lib
+    from arlarena_baselines import train as train_mod
+
+    real = loss_lib.get_policy_loss_fn("gspo")
+
+    def nan_loss(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out.pg_loss = out.pg_loss * float("nan")
+        return out
+
+    monkeypatch.setattr(train_mod.loss_lib, "get_policy_loss_fn", lambda name: nan_loss)
+    cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "bc.enable=false"])
+    res = run(cfg, run_dir=tmp_path / "run")
+    rl = [r for r in _records(res.metrics_path) if r.phase == "rl"]
+    assert rl[0].skipped_update is True
+    assert not math.isfinite(rl[0].grad_norm)
+    import torch as _t
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(res.run_dir / "checkpoints" / "step_000000")
+    after = AutoModelForCausalLM.from_pretrained(res.run_dir / "checkpoints" / "step_000001")
+    for (n, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items()):
+        assert _t.equal(a, b), n

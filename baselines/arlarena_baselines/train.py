@@ -168,7 +168,9 @@ class Trainer:
     def _log(self, rec: MetricRecord) -> None:
         rec.time_s = round(time.time() - self.t0, 3)
         with self.metrics_path.open("a", encoding="utf-8") as f:
-            f.write(rec.model_dump_json(exclude_none=True) + "\n")
+            # json.dumps keeps NaN/inf as NaN/Infinity (pydantic's dump would write null, which
+            # reads as "not measured"); Python's json and pydantic both parse them back
+            f.write(json.dumps(rec.model_dump(exclude_none=True), allow_nan=True) + "\n")
         if self.tb is not None:
             for k, v in rec.model_dump(exclude_none=True).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
