@@ -27,16 +27,22 @@ def _one(env_id: str, policy: str, out: str, results: str, workers: int) -> tupl
     from arlarena_envs.registry import get_spec
 
     t0 = time.perf_counter()
+    played: list[int] = []
+
+    def count(done: int, total: int, e) -> None:
+        played.append(e.index)
+
     try:
-        row = evaluate(env_id, policy, out_dir=out, workers=workers)
+        row = evaluate(env_id, policy, out_dir=out, workers=workers, progress=count)
     except ProvenanceMismatchError:  # the spec changed since these episodes were played: start over
-        row = evaluate(env_id, policy, out_dir=out, resume=False, workers=workers)
+        played.clear()
+        row = evaluate(env_id, policy, out_dir=out, resume=False, workers=workers, progress=count)
     spec = get_spec(env_id)
     dest = Path(results) / spec.name / f"{policy_slug(policy)}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(out) / spec.name / policy_slug(policy) / "row.json", dest)
     summary = f"success {row.success.fmt(3)}  score {row.score.fmt(3)}  steps {row.steps.fmt(1)}"
-    return env_id, policy, summary, time.perf_counter() - t0, row.episodes
+    return env_id, policy, summary, time.perf_counter() - t0, len(played)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"{e} / {p}: {type(exc).__name__}: {exc}")
                 print(f"FAILED  {e:<30} {p:<8} {type(exc).__name__}: {str(exc)[:300]}", flush=True)
                 continue
-            print(f"ok      {env_id:<30} {policy:<8} {summary}  ({secs:.1f} s, {n / secs:.1f} episodes/s)", flush=True)
+            rate = f"{n} episodes played, {n / secs:.2f} episodes/s" if n else "all episodes on disk (resumed)"
+            print(f"ok      {env_id:<30} {policy:<8} {summary}  ({secs:.1f} s; {rate})", flush=True)
     if args.prune:
         for d in Path(args.results).iterdir():
             if d.is_dir() and not any(s.name == d.name for s in specs.values()):
