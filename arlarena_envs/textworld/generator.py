@@ -56,8 +56,14 @@ def make_game(seed: int, preset: str) -> Any:
 
 
 def game_digest(game: Any) -> str:
-    """sha256 of the game's canonical JSON (`Game.serialize()`, keys sorted)."""
-    return hashlib.sha256(json.dumps(game.serialize(), sort_keys=True).encode("utf-8")).hexdigest()
+    """sha256 of the game's canonical JSON (`Game.serialize()`, keys sorted), without
+    `KB.text_grammars_path`: where textworld is installed says nothing about the game and
+    differs between machines and venvs (found by a clean-clone CI run)."""
+    data = game.serialize()
+    kb = data.get("KB")
+    if isinstance(kb, dict):
+        data = {**data, "KB": {k: v for k, v in kb.items() if k != "text_grammars_path"}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def game_for(seed: int, preset: str, cache_dir: str | os.PathLike | None = None) -> Path:
