@@ -527,7 +527,19 @@ def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: th
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
         if not check_token(config, websocket.headers.get("authorization")):
-            _, body = manager._fail(ErrorCode.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer <token>'", None)
+            # Answer the client's first request before closing: closing at once races with the
+            # client's send, which then sees a dropped connection instead of this error.
+            request_id = None
+            first = await websocket.receive()
+            if first.get("type") == "websocket.disconnect":
+                return
+            try:
+                parsed = json.loads(first.get("text") or "")
+                rid = parsed.get("request_id") if isinstance(parsed, dict) else None
+                request_id = rid if isinstance(rid, str) else None
+            except ValueError:
+                pass
+            _, body = manager._fail(ErrorCode.UNAUTHORIZED, "missing or wrong token: send 'Authorization: Bearer <token>'", request_id)
             await websocket.send_text(body)
             await websocket.close(code=1008)
             return
