@@ -6,7 +6,10 @@
 # ARLARENA_REQUIRE_DOCKER=1 so "Docker not available" fails the Docker tests instead of
 # skipping them. ci_docker_teardown stops only the dockerd this script started, by its PID.
 
-ARLARENA_CI_DOCKERD_PID="${ARLARENA_CI_DOCKERD_PID:-}"
+# The PID of the dockerd *this shell* started. Never taken from (or exported to) the
+# environment: a child that sources this file and calls ci_docker_teardown (a test does) must not
+# stop the engine its parent started.
+ARLARENA_CI_DOCKERD_PID=""
 ARLARENA_CI_DOCKERD_LOG="${ARLARENA_CI_DOCKERD_LOG:-/tmp/arlarena-ci-dockerd.log}"
 
 _ci_docker_log() { echo "[ci docker] $*"; }
@@ -47,7 +50,6 @@ ci_docker_setup() {
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo dockerd >"$ARLARENA_CI_DOCKERD_LOG" 2>&1 &
     ARLARENA_CI_DOCKERD_PID=$!
-    export ARLARENA_CI_DOCKERD_PID
     local i
     for i in $(seq 1 120); do
       _ci_docker_ready && break

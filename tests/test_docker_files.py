@@ -59,6 +59,26 @@ def test_ci_docker_script_defines_setup_and_teardown():
     assert "ci_docker_setup" in r.stdout and "ci_docker_teardown" in r.stdout
 
 
+def test_ci_docker_teardown_never_stops_an_engine_it_did_not_start():
+    """A child shell that sources the script and tears down must leave alone the dockerd that its
+    parent (CI) started, even if a PID variable is in its environment (this killed CI's engine)."""
+    import os
+
+    script = ROOT / ".ci" / "docker.sh"
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        r = subprocess.run(
+            ["bash", "-c", f"source {script} && ci_docker_teardown"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "ARLARENA_CI_DOCKERD_PID": str(bystander.pid)},
+        )
+        assert r.returncode == 0, r.stderr
+        assert bystander.poll() is None, "ci_docker_teardown stopped a process this shell did not start"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_wheelhouse_requirements_are_core_plus_server_without_torch():
     from arlarena_envs.containers import requirements
 
