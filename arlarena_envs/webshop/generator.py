@@ -12,12 +12,11 @@ checksum is in the spec's `data` and verified at first use.
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections import defaultdict
 from typing import Any
 
-from arlarena_envs.webshop.catalogue import price_upper_for, shuffle_goals
+from arlarena_envs.webshop.catalogue import shuffle_goals
+from arlarena_envs.webshop.original import synthetic_goals
 
 # category -> [(query, product_category, head nouns, attribute pool, option schema, price lo..hi)]
 _COLORS = ["black", "white", "navy blue", "grey", "red", "beige", "pink", "green", "brown", "purple"]
@@ -172,32 +171,8 @@ def generate_catalogue_data(seed: int = 0, per_type: int = PRODUCTS_PER_TYPE) ->
     products = generate_products(seed, per_type)
     rng = random.Random(seed + 1)
     prices = {p["asin"]: (p["pricing"][0] if len(p["pricing"]) == 1 else round(rng.uniform(*p["pricing"]), 2)) for p in products}
-    goals = []
-    cnt: dict[str, int] = defaultdict(int)
-    for p in products:
-        upper, price_text = price_upper_for(prices[p["asin"]], rng)
-        names = sorted(p["options"])
-        for combo in itertools.product(*(p["options"][k] for k in names)):
-            goal_options = dict(zip(names, combo))
-            option_text = ", and ".join(f"{k}: {v}" for k, v in goal_options.items())
-            option_text = " with " + option_text if option_text else ""
-            goals.append(
-                {
-                    "asin": p["asin"],
-                    "category": p["category"],
-                    "query": p["query"],
-                    "name": p["Title"],
-                    "product_category": p["product_category"],
-                    "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
-                    "attributes": p["instruction_attributes"],
-                    "price_upper": upper,
-                    "goal_options": goal_options,
-                }
-            )
-            for a in p["instruction_attributes"]:
-                cnt[a] += 1
-    for g in goals:
-        g["weight"] = sum(1.0 / cnt[a] for a in g["attributes"]) / len(g["attributes"])
+    # goals are built exactly as the original builds synthetic goals (one per option combination)
+    goals = synthetic_goals(products, prices, rng)
     return products, shuffle_goals(goals), prices
 
 
