@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arlarena_envs.alfworld.generator import TASK_TYPES
 from arlarena_envs.errors import DataError
 
 # env split name -> (folder under json_2.1.1, official number of playable games)
@@ -27,14 +28,8 @@ OFFICIAL_SPLITS: dict[str, tuple[str, int]] = {
     "valid_seen": ("valid_seen", 140),
     "valid_unseen": ("valid_unseen", 134),
 }
-OFFICIAL_TASK_TYPES = (
-    "pick_and_place_simple",
-    "look_at_obj_in_light",
-    "pick_clean_then_place_in_recep",
-    "pick_heat_then_place_in_recep",
-    "pick_cool_then_place_in_recep",
-    "pick_two_obj_and_place",
-)
+# the generator writes exactly the official task types
+OFFICIAL_TASK_TYPES = TASK_TYPES
 FIX_HINT = (
     "Point ALFWORLD_DATA (or the env kwarg data_dir=) at a complete copy of the official data "
     "(the folder holding json_2.1.1/, as `alfworld-download` writes it; re-run `alfworld-download -f` "
