@@ -1,6 +1,6 @@
 """BC-only vs BC+SAMPO vs BC+GRPO on Sokoban with the tiny demo model.
 
-For each seed: behaviour cloning once (the demo_cpu BC settings) -> its policy is "BC-only";
+For each seed: uniformly random moves on the same levels (the floor); behaviour cloning once (the demo_cpu BC settings) -> its policy is "BC-only";
 then SAMPO (the demo_cpu config) and GRPO (the grpo preset's algorithm section on the same
 demo settings) start from that same BC policy. All are evaluated on the same fixed seeds of the
 Sokoban eval split. Prints success mean ± SE (standard error over seeds) and wall times, and
@@ -29,6 +29,29 @@ def mean_se(xs: list[float]) -> tuple[float, float]:
     return m, math.sqrt(var / len(xs))
 
 
+def random_success(demo: dict, policy_seed: int) -> float:
+    """Uniformly random moves on the same eval levels and env settings as the trainer's eval."""
+    from arlarena_envs.policies import RandomPolicy
+    from arlarena_envs.registry import make
+
+    env_cfg = demo["env"]
+    kwargs = dict(env_cfg.get("env_kwargs") or {})
+    if env_cfg.get("max_steps") is not None:
+        kwargs["max_steps"] = env_cfg["max_steps"]
+    env = make(env_cfg.get("env_id", "arlarena/Sokoban-v0"), split="eval", **kwargs).unwrapped
+    policy = RandomPolicy(seed=policy_seed)
+    won = 0
+    for i in range(demo["trainer"]["eval_episodes"]):
+        obs, _ = env.reset_result(seed=i)
+        while True:
+            r = env.step_result(policy.act(obs))
+            obs = r.observation
+            if r.done:
+                won += r.info.won
+                break
+    return won / demo["trainer"]["eval_episodes"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -36,6 +59,7 @@ def main() -> int:
     ap.add_argument("--eval-episodes", type=int, default=None, help="eval seeds (default: demo_cpu's)")
     ap.add_argument("--out", default="runs/bench_trainer")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra demo_cpu overrides")
+    ap.add_argument("--random-only", action="store_true", help="only the random-moves baseline (20 policy seeds)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -49,14 +73,22 @@ def main() -> int:
 
     demo = apply_overrides(demo, args.overrides)
     grpo_algo = load_raw("grpo")["algorithm"]
+    if args.random_only:
+        xs = [random_success(demo, s) for s in range(20)]
+        m, se = mean_se(xs)
+        print(f"random moves, first {demo['trainer']['eval_episodes']} eval levels, 20 policy seeds: success {m:.3f} ± {se:.3f}")
+        return 0
 
-    rows: dict[str, list[float]] = {"bc_only": [], "bc+sampo": [], "bc+grpo": []}
+    rows: dict[str, list[float]] = {"random": [], "bc_only": [], "bc+sampo": [], "bc+grpo": []}
     walls: dict[str, list[float]] = {k: [] for k in rows}
     for seed in args.seeds:
         base = json.loads(json.dumps(demo))
         base["trainer"]["seed"] = seed
         base["env"]["seed"] = seed
         base["model"]["seed"] = seed
+        t = time.time()
+        rows["random"].append(random_success(base, seed))
+        walls["random"].append(time.time() - t)
         bc_cfg = json.loads(json.dumps(base))
         bc_cfg["trainer"]["total_steps"] = 0
         t = time.time()
