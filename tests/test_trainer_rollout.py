@@ -98,3 +98,43 @@ def test_tiny_tokenizer_roundtrip_keeps_pre_tokenizer(tmp_path):
     for text in corpus[:2]:
         assert back(text)["input_ids"] == tok(text)["input_ids"]
     assert back.eos_token == "<|im_end|>" and back.chat_template
+
+
+def test_empg_reads_turn_indices_when_the_prompt_has_no_history():
+    """history_length=0: the prompt says nothing about the turn, yet EMPG's next-turn bonus
+    follows each row's TurnRecord.turn (the reference's prompt regex reads 0 on every row)."""
+    import torch
+
+    from arlarena_baselines import advantages as A
+    from arlarena_baselines.batch import TurnBatch
+    from arlarena_baselines.config import load_config
+    from arlarena_baselines.estimators import compute_advantages
+
+    pool = make_pool("arlarena/Sokoban-v0", 2, env_kwargs={"max_steps": 3, "action_format": "tagged", "history_length": 0})
+    episodes = collect_rollouts(pool, Scripted(["<think>x</think><action>up</action>", "up"]), [4], 2, SamplingConfig())
+    pool.close()
+    batch = TurnBatch.from_episodes(episodes)
+    assert all("step(s)" not in t.prompt for t in batch.turns)
+    assert [t.turn for t in batch.turns] == [0, 1, 2, 0, 1, 2]
+    algo = load_config("empg").algorithm
+    entropy = torch.linspace(0.1, 1.0, len(batch)).unsqueeze(-1)
+    got = compute_advantages(batch, entropy, algo)
+    from arlarena_baselines.estimators import row_scores, token_level_rewards
+
+    grpo = A.compute_grpo_outcome_advantage(token_level_rewards(row_scores(batch, algo), batch.mask), batch.mask, batch.group, batch.episode)
+    want = A.compute_empg_advantage(grpo, entropy, batch.mask, [0, 1, 2, 0, 1, 2], batch.episode)
+    all_zero = A.compute_empg_advantage(grpo, entropy, batch.mask, [0] * 6, batch.episode)
+    assert torch.equal(got, want) and not torch.equal(got, all_zero)
+
+
+def test_unknown_estimator_and_loss_names_raise_typed_errors():
+    import pytest
+
+    from arlarena_baselines.estimators import get_estimator
+    from arlarena_baselines.losses import get_policy_loss_fn
+    from arlarena_envs.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="algorithm.adv_estimator"):
+        get_estimator("gae")
+    with pytest.raises(UnknownNameError, match="algorithm.loss_mode"):
+        get_policy_loss_fn("ppo2")

@@ -58,6 +58,3 @@ class TurnBatch:
         idx = range(len(self)) if rows is None else rows
         return [(self.turns[i].prompt_ids or [], self.turns[i].response_ids or []) for i in idx]
 
-    def invalid(self) -> torch.Tensor:
-        """(B,) float32: 1 where the turn's action was invalid (parse status not ok)."""
-        return torch.tensor([float(not t.valid_action) for t in self.turns], dtype=torch.float32)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from arlarena_envs.contract import EpisodeRecord, MetricRecord
 from arlarena_envs.errors import ArlArenaError, ConfigError
 from arlarena_envs.pools import make_pool
 
-from arlarena_baselines import advantages as adv_lib
+from arlarena_baselines import checkpoint as ckpt
 from arlarena_baselines import losses as loss_lib
 from arlarena_baselines.batch import TurnBatch
 from arlarena_baselines.bc import batches, collect_oracle_examples, encode_examples
@@ -317,23 +316,16 @@ class Trainer:
     # ------------------------------------------------------------------ one RL update
 
     def _loss_kwargs(self) -> dict[str, Any]:
-        a = self.cfg.algorithm
-        s = self.clip_scale
+        """The policy loss's keyword arguments: the clip ranges (times the monitor's clip scale)
+        and the algorithm settings its entry in `losses.LOSS_OPTIONS` names."""
+        a, s = self.cfg.algorithm, self.clip_scale
         kw: dict[str, Any] = dict(
             loss_agg_mode=a.loss_agg_mode,
             clip_ratio=a.clip_ratio * s,
             clip_ratio_low=None if a.clip_ratio_low is None else a.clip_ratio_low * s,
             clip_ratio_high=None if a.clip_ratio_high is None else a.clip_ratio_high * s,
         )
-        if a.loss_mode in ("vanilla", "drgrpo"):
-            kw["clip_ratio_c"] = a.clip_ratio_c
-        if a.loss_mode in ("vanilla", "sapo", "cispo"):
-            kw.update(use_seq_mask=a.use_seq_mask, seq_mask_delta=a.seq_mask_delta)
-        if a.loss_mode == "sapo":
-            kw.update(tau_pos=a.tau_pos, tau_neg=a.tau_neg)
-        if a.loss_mode == "drgrpo":
-            kw["max_response_len_per_turn"] = a.max_response_len_per_turn
-        return kw
+        return kw | {k: getattr(a, k) for k in loss_lib.loss_options(a.loss_mode)}
 
     def update(self, batch: TurnBatch) -> dict[str, float]:
         torch = self.torch
@@ -416,60 +408,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    def checkpoints(self) -> list[tuple[int, Path]]:
-        d = self._ckpt_dir()
-        if not d.exists():
-            return []
-        out = []
-        for p in d.iterdir():
-            if p.name.startswith("step_") and (p / "trainer_state.json").exists():
-                out.append((int(p.name[5:]), p))
-        return sorted(out)
-
     def save_checkpoint(self, step: int) -> Path:
-        torch = self.torch
-        path = self._ckpt_dir() / f"step_{step:06d}"
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.model.save_pretrained(tmp)
-        self.tok.save_pretrained(tmp)
-        torch.save({"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-        state = {"step": step, "clip_scale": self.clip_scale, "lr": self.opt.param_groups[0]["lr"],
-                 "group_counter": self.group_counter, "np_rng": self.rng.bit_generator.state,
-                 "monitor": self.monitor.state_dict()}
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-        keep = self.cfg.trainer.keep_checkpoints
-        ckpts = self.checkpoints()
-        protected = {0}
-        lh = self.monitor.last_healthy_step
-        if lh is not None:  # keep the newest checkpoint at or before the last healthy step
-            older = [s for s, _ in ckpts if s <= lh]
-            if older:
-                protected.add(max(older))
-        for s, p in ckpts[:-keep]:
-            if s not in protected:
-                shutil.rmtree(p, ignore_errors=True)
+        state = {"clip_scale": self.clip_scale, "lr": self.opt.param_groups[0]["lr"], "group_counter": self.group_counter,
+                 "np_rng": self.rng.bit_generator.state, "monitor": self.monitor.state_dict()}
+        path = ckpt.save_checkpoint(self.run_dir, step, self.model, self.tok, self.opt, state)
+        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self.monitor.last_healthy_step)
         return path
 
     def load_checkpoint(self, path: Path, restore_monitor: bool = False) -> int:
         """Restore weights, optimizer, RNGs and schedules; the monitor's history only on resume
         (after a rollback it keeps what it saw, so the drop that caused it stays on record)."""
-        from transformers import AutoModelForCausalLM
-
-        torch = self.torch
-        fresh = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype()).to(self.device)
-        self.model.load_state_dict(fresh.state_dict())
-        blob = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.opt.load_state_dict(blob["optimizer"])
-        torch.set_rng_state(blob["torch_rng"].cpu())
-        state = json.loads((path / "trainer_state.json").read_text())
+        state = ckpt.load_checkpoint(path, self.model, self.opt, self.device, self._dtype())
         self.clip_scale = float(state["clip_scale"])
         for g in self.opt.param_groups:
             g["lr"] = float(state["lr"])
@@ -491,7 +440,7 @@ class Trainer:
                 self.tb = SummaryWriter(str(self.run_dir / "tb"))
             except ImportError as e:
                 raise ConfigError("trainer.tensorboard needs the tensorboard extra: pip install 'arlarena-envs[tensorboard]'") from e
-        ckpts = self.checkpoints() if cfg.trainer.resume else []
+        ckpts = ckpt.list_checkpoints(self.run_dir) if cfg.trainer.resume else []
         ref_dir = self.run_dir / "ref_policy"
         start = 0
         bc_eval = bc_score = None
@@ -546,27 +495,26 @@ class Trainer:
                     valid_format_ratio=float(np.mean([s.format_valid for s in rows])),
                     valid_action_ratio=float(np.mean([s.valid_action for s in rows])),
                     response_length=float(np.mean([len(s.response_ids or []) for s in rows])),
-                    lr=self.opt.param_groups[0]["lr"], **fstats, **stats,
+                    lr=self.opt.param_groups[0]["lr"], num_samples=len(rows), **fstats, **stats,
                 )
-                rec.num_samples = len(rows)  # type: ignore[attr-defined]
                 if cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0 and step != cfg.trainer.total_steps:
                     rec.eval_success, rec.eval_score = self.evaluate()
                 decision = self.monitor.update(rec)
                 if decision.action != "none" or decision.alarms:
-                    rec.monitor_action = decision.action  # type: ignore[attr-defined]
-                    rec.monitor_reason = decision.reason  # type: ignore[attr-defined]
-                    rec.monitor_alarms = alarms_json(decision.alarms)  # type: ignore[attr-defined]
+                    rec.monitor_action = decision.action
+                    rec.monitor_reason = decision.reason
+                    rec.monitor_alarms = alarms_json(decision.alarms)
                 action = decision.action
                 if action == "rollback":
-                    target = self._rollback_target(step)
+                    target = ckpt.rollback_target(self.run_dir, step, self.monitor.last_healthy_step)
                     rollbacks += 1
                     if target is None or rollbacks > 3:
                         action = "stop"
-                        rec.monitor_action = "stop"  # type: ignore[attr-defined]
-                        rec.monitor_reason = f"{decision.reason}; rollback impossible or repeated, stopping"  # type: ignore[attr-defined]
+                        rec.monitor_action = "stop"
+                        rec.monitor_reason = f"{decision.reason}; rollback impossible or repeated, stopping"
                     else:
                         restored = self.load_checkpoint(target)
-                        rec.rollback_to = restored  # type: ignore[attr-defined]
+                        rec.rollback_to = restored
                         self.engine.sync_weights(self.model)
                 elif action == "tighten":
                     cs = decision.clip_scale or cfg.monitor.tighten_factor
@@ -574,7 +522,7 @@ class Trainer:
                     self.clip_scale *= cs
                     for g in self.opt.param_groups:
                         g["lr"] *= ls
-                    rec.clip_scale = self.clip_scale  # type: ignore[attr-defined]
+                    rec.clip_scale = self.clip_scale
                 if action != "none":
                     self.monitor_actions.append({"step": step, "action": action, "reason": decision.reason})
                 self._log(rec)
@@ -611,11 +559,6 @@ class Trainer:
             "monitor_actions": self.monitor_actions,
         }, indent=2))
         return result
-
-    def _rollback_target(self, step: int) -> Path | None:
-        lh = self.monitor.last_healthy_step
-        cands = [(s, p) for s, p in self.checkpoints() if s < step and (lh is None or s <= lh)]
-        return cands[-1][1] if cands else None
 
 
 __all__ = ["RunResult", "Trainer", "run", "ArlArenaError"]
