@@ -260,10 +260,14 @@ class GoldenFingerprint(_Model):
 
 
 class SamplingParams(_Model):
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_new_tokens: int = 512
+    """How a model samples one response (one turn): the leaderboard protocol's and the
+    trainer's (`rollout.sampling`, `rollout.eval_sampling`). Defaults: the paper's evaluation
+    sampling (T 0.6, top_p 0.95, top_k 20)."""
+
+    temperature: float = Field(0.6, ge=0.0, description="0 means greedy")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling")
+    top_k: int = Field(20, description="-1 (or 0) disables top-k")
+    max_new_tokens: int = Field(512, ge=1, description="max tokens per response")
 
 
 class LeaderboardProtocol(_Model):
