@@ -56,6 +56,36 @@ class EnvPool(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    # ---- one env at a time: what `pools.async_pool.AsyncEnvPool` drives. A backend whose envs
+    # can run side by side (`independent_envs = True`) lets calls on different envs overlap;
+    # the defaults below go through the batch API under one lock (correct, never concurrent).
+    independent_envs = False
+
+    def step_env(self, i: int, action: Any) -> StepResult:
+        """Step env i alone (the batch `step` with every other env skipped)."""
+        with self._env_lock():
+            result = self.step([action if j == i else None for j in range(self.num_envs)])[i]
+        assert result is not None
+        return result
+
+    def reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None = None) -> tuple[Observation, StepInfo]:
+        """Reset env i alone. The default resets the whole batch and is only for pools that
+        cannot do better; every backend of this package overrides it."""
+        raise ConfigError(f"{type(self).__name__} cannot reset one env alone; use reset(seeds) for the whole batch")
+
+    def prompt_env(self, i: int) -> str:
+        """Env i's current prompt."""
+        with self._env_lock():
+            return self.prompts()[i]
+
+    def _env_lock(self) -> Any:
+        import threading
+
+        lock = self.__dict__.get("_one_env_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_one_env_lock", threading.Lock())
+        return lock
+
     def __enter__(self) -> "EnvPool":
         return self
 
@@ -101,6 +131,18 @@ class InProcessPool(EnvPool):
 
     def prompts(self):
         return [env.prompt() for env in self.envs]
+
+    # each env is its own object: calls on different envs may overlap (in threads)
+    independent_envs = True
+
+    def step_env(self, i, action):
+        return self.envs[i].step_result(action)
+
+    def reset_env(self, i, seed, options=None):
+        return self.envs[i].reset_result(seed=seed, options=options)
+
+    def prompt_env(self, i):
+        return self.envs[i].prompt()
 
     def close(self):
         for env in self.envs:

@@ -173,6 +173,53 @@ class ServerPool(EnvPool):
             info=info.model_copy(update={"extra": extra, "action": None}),
         )
 
+    # ------------------------------------------------------------------ one env (async lanes)
+
+    # every env has its own session and connection: calls on different envs may overlap
+    independent_envs = True
+
+    def step_env(self, i: int, action: Any) -> StepResult:
+        """Step env i over its own connection; a lost worker is restarted and the env's episode
+        comes back truncated, as in `step`."""
+        reason = self._pending.pop(i, None)
+        if reason is not None:
+            return self._truncated(i, reason)
+        gen = self.workers[self.assignment[i]].generation
+        try:
+            res = self.clients[i].step_result(action)
+        except ServerLostError as e:
+            reason = self._recover(i, gen, e)
+            return self._truncated(i, self._pending.pop(i, reason))
+        self._last[i] = (res.observation, res.info)
+        if res.done:
+            self._active[i] = False
+        return res
+
+    def reset_env(self, i: int, seed: int | None, options: dict[str, Any] | None = None) -> tuple[Observation, StepInfo]:
+        """Reset env i over its own connection (once more on a fresh session if its worker was lost)."""
+        for attempt in range(2):
+            gen = self.workers[self.assignment[i]].generation
+            try:
+                out = self.clients[i].reset_result(seed=seed, options=options)
+                break
+            except ServerLostError as e:
+                if attempt:
+                    raise
+                self._recover(i, gen, e)
+        self._pending.pop(i, None)
+        self._active[i] = True
+        self._last[i] = out
+        return out
+
+    def prompt_env(self, i: int) -> str:
+        gen = self.workers[self.assignment[i]].generation
+        try:
+            return self.clients[i].prompt()
+        except ServerLostError as e:
+            self._recover(i, gen, e)
+            last = self._last[i]
+            return last[0].text if last is not None else ""
+
     # ------------------------------------------------------------------ EnvPool API
 
     def reset(self, seeds, options=None):
