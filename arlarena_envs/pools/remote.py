@@ -10,6 +10,10 @@ Failure handling (the pool contract): when a worker is lost mid-episode, the env
 sessions for every env that lived on it, and returns, for each env that was mid-episode, a
 StepResult with `truncated=True` and `info.extra["truncated_reason"]` (the last observation,
 reward 0). Envs on other workers keep going. Those envs must be reset before stepping again.
+A session the server dropped while the worker lived on (the idle reaper freed it during a long
+pause) is recovered the same way, for that env alone: a fresh session, and the episode reported
+truncated with the server's reason. An env that cannot step (reset needed) does not stop the
+others (see `EnvPool.step`).
 
 `RemotePool` uses servers someone else runs (`urls=[...]`); it cannot restart them, so
 "restart" means waiting up to `reconnect_timeout_s` for the server to come back (a supervisor
@@ -24,8 +28,8 @@ import time
 from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
-from arlarena_envs.errors import ConfigError, ServerLostError
-from arlarena_envs.pools import EnvPool
+from arlarena_envs.errors import ArlArenaError, ConfigError, RemoteEnvError, ServerLostError
+from arlarena_envs.pools import EnvPool, check_on_error, finish_step
 
 
 class Worker:
@@ -163,6 +167,22 @@ class ServerPool(EnvPool):
                     self._open(j)
             return self._pending.get(i, reason)
 
+    def _reopen(self, i: int, error: BaseException) -> str:
+        """Env i's session is gone from a live server (reaped while idle): open a fresh one there;
+        a mid-episode env is reported truncated. Returns the reason."""
+        wi = self.assignment[i]
+        reason = f"worker {wi} ({self.workers[wi].url}) dropped env {i}'s session: {error}"
+        with self._locks[wi]:
+            old = self.clients[i]
+            if old is not None:
+                old._closed = True  # nothing left to close on the server
+                old.channel.close()
+            self._open(i)
+            if self._active[i]:
+                self._active[i] = False
+                self._pending[i] = reason
+        return self._pending.get(i, reason)
+
     def _truncated(self, i: int, reason: str) -> StepResult:
         last = self._last[i]
         assert last is not None
@@ -195,6 +215,10 @@ class ServerPool(EnvPool):
                     if attempt:
                         raise
                     self._recover(i, gen, e)
+                except RemoteEnvError as e:
+                    if attempt or e.code != "unknown_session":
+                        raise
+                    self._reopen(i, e)  # reaped while idle: a fresh session, then reset it
             self._pending.pop(i, None)
             self._active[i] = True
             self._last[i] = out
@@ -202,10 +226,12 @@ class ServerPool(EnvPool):
 
         return list(self._executor.map(one, range(self.num_envs)))
 
-    def step(self, actions):
+    def step(self, actions, on_error="raise"):
         if len(actions) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
+        check_on_error(on_error)
         out: list[StepResult | None] = [None] * self.num_envs
+        errors: dict[int, BaseException] = {}
         by_worker: dict[int, list[int]] = {}
         for i, a in enumerate(actions):
             if a is None:
@@ -216,7 +242,7 @@ class ServerPool(EnvPool):
             else:
                 by_worker.setdefault(self.assignment[i], []).append(i)
 
-        def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult]]:
+        def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult | BaseException]]:
             from arlarena_envs.server.client import raise_for_error
 
             w, chan = self.workers[wi], self.channels[wi]
@@ -240,10 +266,19 @@ class ServerPool(EnvPool):
             except ServerLostError as e:
                 self._recover(idxs[0], gen, e)
                 return [(i, self._truncated(i, self._pending.pop(i, f"worker {wi} lost: {e}"))) for i in idxs]
-            done = []
+            done: list[tuple[int, StepResult | BaseException]] = []
             for i, r in zip(idxs, replies):
                 if not r["ok"]:
-                    raise_for_error(r["error"], w.url)
+                    if r["error"].get("code") == "unknown_session":  # reaped: this env alone recovers
+                        reason = self._reopen(i, RemoteEnvError(r["error"].get("message", ""), code="unknown_session"))
+                        if self._last[i] is not None and i in self._pending:
+                            done.append((i, self._truncated(i, self._pending.pop(i, reason))))
+                            continue
+                    try:
+                        raise_for_error(r["error"], w.url)
+                    except ArlArenaError as e:
+                        done.append((i, e))
+                    continue
                 res = StepResult.model_validate(r["result"])
                 self._last[i] = (res.observation, res.info)
                 self.clients[i]._last = res.observation
@@ -258,8 +293,11 @@ class ServerPool(EnvPool):
             results = list(self._executor.map(lambda kv: run(*kv), by_worker.items()))
         for part in results:
             for i, res in part:
-                out[i] = res
-        return out
+                if isinstance(res, BaseException):
+                    errors[i] = res
+                else:
+                    out[i] = res
+        return finish_step(out, errors, on_error)
 
     def oracle_actions(self):
         def one(i: int) -> str | None:
@@ -271,6 +309,11 @@ class ServerPool(EnvPool):
             except ServerLostError as e:
                 self._recover(i, gen, e)
                 return None
+            except RemoteEnvError as e:
+                if e.code != "unknown_session":
+                    raise
+                self._reopen(i, e)
+                return None
 
         return list(self._executor.map(one, range(self.num_envs)))
 
@@ -279,8 +322,13 @@ class ServerPool(EnvPool):
             gen = self.workers[self.assignment[i]].generation
             try:
                 return self.clients[i].prompt()
-            except ServerLostError as e:
-                self._recover(i, gen, e)
+            except (ServerLostError, RemoteEnvError) as e:
+                if isinstance(e, ServerLostError):
+                    self._recover(i, gen, e)
+                elif e.code == "unknown_session":
+                    self._reopen(i, e)
+                else:
+                    raise
                 last = self._last[i]
                 return last[0].text if last is not None else ""
 
