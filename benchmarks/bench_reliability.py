@@ -364,6 +364,9 @@ def recoveries(kills: int) -> list[tuple[str, int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.simplefilter("ignore", DeprecationWarning)  # websockets: reconnects outside a with block
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller counts (a smoke run)")
     p.add_argument("--idle", type=int, default=2000, help="idle connections held in the latency check")

@@ -336,7 +336,7 @@ def test_one_env_needing_a_reset_does_not_fail_the_batch():
 
 
 def test_pool_recovers_after_the_reaper_freed_its_sessions():
-    with make_pool(SOKOBAN, 2, backend="subprocess", num_workers=1, server_args=["--idle-timeout", "2"]) as pool:
+    with make_pool(SOKOBAN, 2, backend="subprocess", num_workers=1, server_args=["--idle-timeout", "3"]) as pool:
         pool.reset([4, 5])
         pool.step(["up", "up"])
         deadline = time.monotonic() + 20
@@ -352,7 +352,7 @@ def test_pool_recovers_after_the_reaper_freed_its_sessions():
         assert first[0] == ref.reset_result(seed=4)
         assert pool.step(["down", None])[0] == ref.step_result("down")
     # the same after a reap between episodes: reset recovers
-    with make_pool(SOKOBAN, 1, backend="subprocess", num_workers=1, server_args=["--idle-timeout", "2"]) as pool:
+    with make_pool(SOKOBAN, 1, backend="subprocess", num_workers=1, server_args=["--idle-timeout", "3"]) as pool:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and httpx.get(pool.workers[0].url + "/metrics").json()["sessions_reaped_total"] < 1:
             time.sleep(0.2)
