@@ -64,3 +64,10 @@ class ServerLostError(RemoteEnvError, ConnectionError):
     def __init__(self, message: str, *, op: str | None = None, request_id: str | None = None, payload: dict | None = None):
         super().__init__(message, code="server_lost")
         self.op, self.request_id, self.payload = op, request_id, payload
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name looked up in a table (advantage estimator, policy loss, backend) is not in it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
