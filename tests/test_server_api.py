@@ -297,8 +297,9 @@ def test_server_loss_gives_a_typed_error():
 
 
 def test_load_256_concurrent_sessions(server):
-    """256 sessions open at once on one server, each playing a few steps; bounded in time."""
-    n, t0 = 256, time.monotonic()
+    """256 sessions open at once on one server, each playing a few steps (how fast: see
+    benchmarks/bench_server.py; a wall-time bound here would fail on a loaded machine)."""
+    n = 256
 
     def open_one(i):
         env = RemoteEnv(SOKOBAN, url=server.url, timeout=30)
@@ -323,8 +324,6 @@ def test_load_256_concurrent_sessions(server):
         assert all(s == list(range(1, len(s) + 1)) for s in played)
         assert sum(len(s) for s in played) >= 3 * n
         list(ex.map(lambda e: e.close(), envs))
-    elapsed = time.monotonic() - t0
-    assert elapsed < 120, f"256 sessions took {elapsed:.1f} s"
     assert httpx.get(server.url + "/health").json()["sessions"] <= active - n
 
 

@@ -100,6 +100,17 @@ def test_parsed_action_counts_against_the_action_limit():
     assert status == 200 and body["result"]["observation"]["step"] == 1  # the refused ones never stepped
 
 
+def test_parsed_action_obeys_max_action_chars_in_process():
+    env = arlarena_envs.make(SOKOBAN, max_action_chars=10).unwrapped
+    env.reset_result(seed=1)
+    r = env.step_result(ParsedAction(action="up" + " " * 20, status="ok", format_valid=True))
+    assert r.info.parse_status.value == "truncated" and r.info.action is None
+    assert len(env.prompt()) < 2000  # the oversize text is not carried into the next prompt
+    r = env.step_result(ParsedAction(action="up", status="ok", format_valid=True, think="t" * 20))
+    assert r.info.parse_status.value == "truncated"
+    assert env.step_result(ParsedAction(action="up", status="ok", format_valid=True)).info.action == "up"
+
+
 # ------------------------------------------------------------------------------ types
 
 
