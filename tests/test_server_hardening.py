@@ -250,6 +250,34 @@ def test_slow_ops_run_off_the_event_loop_by_default():
         assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
 
 
+def test_health_answers_while_a_catalogue_builds():
+    """A new WebShop catalogue takes seconds to build; with the default offload the build runs in
+    a thread and /health (what container health checks poll) keeps answering meanwhile. On the
+    event loop no health reply could come back until the build ends: at most one would."""
+    import threading
+
+    srv = ServerProcess(["arlarena/WebShop-v0"])
+    try:
+        done = threading.Event()
+        created: list = []
+
+        def create():
+            created.append(httpx.post(srv.url + "/sessions", json={"env_id": "arlarena/WebShop-v0", "env_kwargs": {"catalogue_seed": 7}}, timeout=120))
+            done.set()
+
+        threading.Thread(target=create, daemon=True).start()
+        time.sleep(0.3)  # the create is in the server by now
+        answered = 0
+        with httpx.Client(timeout=30) as c:
+            while not done.is_set():
+                assert c.get(srv.url + "/health").status_code == 200
+                answered += not done.is_set()
+        assert created[0].status_code == 200
+        assert answered >= 3, f"only {answered} health replies during the catalogue build"
+    finally:
+        srv.close()
+
+
 def test_container_images_need_no_offload_flag_for_health():
     from pathlib import Path
 
