@@ -218,6 +218,19 @@ def test_spec_client_kwargs_and_operator_allowance():
         ServerConfig(env_ids=[SOKOBAN], allow_kwargs=frozenset({"url"}))
 
 
+def test_serve_allow_kwarg_flag():
+    srv = ServerProcess([SOKOBAN], extra_args=["--allow-kwarg", "search_depth"])
+    try:
+        schema = httpx.get(srv.url + "/schema").json()
+        assert schema["limits"]["allow_kwargs"] == ["search_depth"] and schema["limits"]["offload"] == "auto"
+        env = RemoteEnv(SOKOBAN, url=srv.url, search_depth=150)  # beyond the spec's range: the operator allowed it
+        env.close()
+        with pytest.raises(ValueError):
+            RemoteEnv(SOKOBAN, url=srv.url, num_boxes=9)
+    finally:
+        srv.close()
+
+
 def test_every_spec_keeps_paths_and_code_loading_away_from_clients():
     from arlarena_envs.registry import load_specs
 
@@ -372,6 +385,18 @@ def test_one_env_needing_a_reset_does_not_fail_the_batch():
             assert all(r.observation.step == 1 for r in got)
             got = pool.step(["up", None, "up"], on_error="return")
             assert isinstance(got[0], ResetNeededError) and got[1] is None and isinstance(got[2], ResetNeededError)
+
+
+def test_a_bad_seed_resets_no_env_of_the_batch():
+    for backend, kw in (("inprocess", {}), ("subprocess", {"num_workers": 1})):
+        with make_pool(SOKOBAN, 3, backend=backend, **kw) as pool:
+            first = pool.reset([1, 2, 3])
+            pool.step(["up", "up", "up"])
+            for bad in ("4", True, 1.5, -2):
+                with pytest.raises(ValueError):
+                    pool.reset([4, bad, 6])
+            got = pool.step(["left", "left", "left"])  # still the first episodes: step 2 each
+            assert [r.observation.step for r in got] == [2, 2, 2] and first[0][0].task == got[0].observation.task
 
 
 def test_pool_recovers_after_the_reaper_freed_its_sessions():

@@ -54,6 +54,16 @@ def finish_step(out: list, errors: dict[int, BaseException], on_error: str) -> l
     raise PoolStepError(out, errors)
 
 
+def check_seeds(seeds: Sequence[Any], num_envs: int) -> list[int | None]:
+    """Every seed checked before any env resets (a bad one must not leave the batch half reset):
+    a non-negative int (numpy ints included) or None, as `TextEnv.reset` takes it."""
+    from arlarena_envs.server.client import check_seed
+
+    if len(seeds) != num_envs:
+        raise ConfigError(f"need {num_envs} seeds, got {len(seeds)}")
+    return [check_seed(s) for s in seeds]
+
+
 def check_on_error(on_error: str) -> None:
     if on_error not in ("raise", "return"):
         raise ConfigError(f"on_error must be 'raise' or 'return', got {on_error!r}")
@@ -121,8 +131,7 @@ class InProcessPool(EnvPool):
         return pool
 
     def reset(self, seeds, options=None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = check_seeds(seeds, self.num_envs)
         opts = list(options) if options is not None else [None] * self.num_envs
         return [env.reset_result(seed=s, options=o) for env, s, o in zip(self.envs, seeds, opts)]
 
@@ -162,4 +171,4 @@ def make_pool(env_id: str, num_envs: int, backend: str = "inprocess", env_kwargs
     return pool_cls(env_id, num_envs, env_kwargs=env_kwargs, **backend_kwargs)
 
 
-__all__ = ["BACKENDS", "EnvPool", "InProcessPool", "PoolStepError", "make_pool"]
+__all__ = ["BACKENDS", "EnvPool", "InProcessPool", "PoolStepError", "check_seeds", "make_pool"]

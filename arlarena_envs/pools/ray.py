@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
 from arlarena_envs.errors import ArlArenaError, ConfigError, MissingDependencyError
-from arlarena_envs.pools import EnvPool, check_on_error, finish_step
+from arlarena_envs.pools import EnvPool, check_on_error, check_seeds, finish_step
 
 
 def _ray() -> Any:
@@ -152,8 +152,7 @@ class RayPool(EnvPool):
         return out
 
     def reset(self, seeds, options=None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = check_seeds(seeds, self.num_envs)
         opts = list(options) if options is not None else [None] * self.num_envs
         results: list[Any] = [None] * self.num_envs
         for _attempt in range(2):

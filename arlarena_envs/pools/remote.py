@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
 from arlarena_envs.errors import ArlArenaError, ConfigError, RemoteEnvError, ServerLostError
-from arlarena_envs.pools import EnvPool, check_on_error, finish_step
+from arlarena_envs.pools import EnvPool, check_on_error, check_seeds, finish_step
 
 
 class Worker:
@@ -200,8 +200,7 @@ class ServerPool(EnvPool):
     # ------------------------------------------------------------------ EnvPool API
 
     def reset(self, seeds, options=None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = check_seeds(seeds, self.num_envs)
         opts = list(options) if options is not None else [None] * self.num_envs
         if len(opts) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} options, got {len(opts)}")

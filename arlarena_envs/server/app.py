@@ -586,6 +586,15 @@ class SessionManager:
                 "max_sessions": self.config.max_sessions,
                 "max_action_bytes": self.config.max_action_bytes,
                 "idle_timeout_s": self.config.idle_timeout_s,
+                "max_request_bytes": self.config.max_request_bytes,
+                "max_json_depth": MAX_JSON_DEPTH,
+                "header_timeout_s": self.config.header_timeout_s,
+                "body_timeout_s": self.config.body_timeout_s,
+                "ws_idle_timeout_s": self.config.ws_idle_timeout_s,
+                "max_connections": self.config.max_connections,
+                "max_env_variants": self.config.max_env_variants,
+                "offload": self.config.offload,
+                "allow_kwargs": sorted(self.config.allow_kwargs),
             },
         }
 
