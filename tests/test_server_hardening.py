@@ -261,6 +261,9 @@ def test_slow_ops_run_off_the_event_loop_by_default():
     sid = _session(mgr)
     with mgr.sessions[sid].lock:  # busy in a thread: a step must wait in a thread too
         assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
+    assert not mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
+    mgr.step_cost[SOKOBAN] = 0.05  # an env whose steps turned out slow steps in threads
+    assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
 
 
 def test_health_answers_while_a_catalogue_builds():

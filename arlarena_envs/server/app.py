@@ -71,6 +71,7 @@ FORBIDDEN_KWARGS = frozenset({"backend", "url", "token", "render_mode"})
 # ops that may take long (catalogue builds, game generation, expert planning): off the event
 # loop in the default offload mode "auto"
 SLOW_OPS = frozenset({"create", "reset", "oracle"})
+SLOW_STEP_S = 0.002  # auto: an env whose steps average more than this steps in threads too
 OFFLOAD_MODES = ("auto", "all", "none")
 
 
@@ -82,8 +83,8 @@ class ServerConfig:
     reap_interval_s: float | None = None  # default: min(idle_timeout/4, 5 s)
     max_action_bytes: int = 256 * 1024
     token: str | None = None
-    # where env calls run: "auto" (create/reset/oracle in threads, cheap steps on the event
-    # loop), "all" (every call in threads), "none" (every call on the loop: a slow call blocks
+    # where env calls run: "auto" (create/reset/oracle in threads, steps on the event loop
+    # while that env id's steps average under SLOW_STEP_S, in threads once they do), "all" (every call in threads), "none" (every call on the loop: a slow call blocks
     # every connection, /health included). True/False are read as "all"/"none".
     offload: str | bool = "auto"
     max_request_bytes: int | None = None  # one frame/body at most (default: 4 x max_action_bytes + 16 MiB)
@@ -211,6 +212,8 @@ class SessionManager:
         self.errors_total: collections.Counter[str] = collections.Counter()
         self.created_total = self.closed_total = self.reaped_total = 0
         self.step_latency: collections.deque[float] = collections.deque(maxlen=20_000)
+        # env id -> moving average of its step time (auto offload: slow envs step in threads)
+        self.step_cost: dict[str, float] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -262,6 +265,8 @@ class SessionManager:
             sess = self.sessions.get(item.get("session_id")) if isinstance(item.get("session_id"), str) else None
             if sess is not None and sess.lock.locked():
                 return True  # the session is busy in a thread: waiting for it must not block the loop
+            if sess is not None and self.step_cost.get(sess.env_id, 0.0) > SLOW_STEP_S:
+                return True  # this env's steps are slow (WebShop search, game engines)
         return False
 
     def handle_obj(self, data: Any, scope: str | None = None, *, inline: bool = False) -> tuple[int, str]:
@@ -336,7 +341,9 @@ class SessionManager:
                 sess.busy = False
                 sess.last_used = time.monotonic()
             if op == "step":
-                self.step_latency.append(time.perf_counter() - t0)
+                dt = time.perf_counter() - t0
+                self.step_latency.append(dt)
+                self.step_cost[sess.env_id] = 0.9 * self.step_cost.get(sess.env_id, dt) + 0.1 * dt
             if rid is not None and op in MUTATING_OPS:
                 sess.replies[rid] = (fp, reply)
                 if len(sess.replies) > REPLAY_CACHE:
