@@ -323,6 +323,24 @@ def test_idle_and_half_open_connections_are_closed(server):
         half.close()
 
 
+def test_connection_cap_drops_the_oldest_idle_connection():
+    srv = ServerProcess([SOKOBAN], extra_args=["--max-connections", "40", "--header-timeout", "60"])
+    port = int(srv.url.rsplit(":", 1)[1])
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        env = RemoteEnv(SOKOBAN, url=srv.url)  # over the cap: room is made, the client is served
+        env.reset_result(seed=2)
+        assert httpx.get(srv.url + "/health", timeout=10).status_code == 200
+        held[0].settimeout(10)
+        assert held[0].recv(10) == b""  # the oldest idle connection was the one dropped
+        assert env.step_result("up").observation.step == 1  # an active WebSocket is never a victim
+        env.close()
+    finally:
+        for s in held:
+            s.close()
+        srv.close()
+
+
 def test_slow_body_gets_a_timeout_error():
     srv = ServerProcess([SOKOBAN], extra_args=["--body-timeout", "1"])
     try:
