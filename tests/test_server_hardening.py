@@ -445,6 +445,23 @@ def test_pool_recovers_after_the_reaper_freed_its_sessions():
         assert pool.oracle_actions()[0] is not None and pool.prompts()[0]
 
 
+def test_a_paused_worker_is_resumed_not_truncated():
+    """SIGSTOP a worker while a batch is in flight: the client times out, but the worker lives;
+    once it runs again the pool settles the batch by request id (each step applied once) and
+    nothing is truncated or restarted."""
+    import os
+    import signal
+    import threading
+
+    with make_pool(SOKOBAN, 2, backend="subprocess", num_workers=1, client_kwargs={"timeout": 1.0, "retries": 0}) as pool, make_pool(SOKOBAN, 2) as ref:
+        assert pool.reset([3, 4]) == ref.reset([3, 4])
+        os.kill(pool.workers[0].pid, signal.SIGSTOP)
+        threading.Timer(2.5, os.kill, (pool.workers[0].pid, signal.SIGCONT)).start()
+        got = pool.step(["up", "left"])
+        assert got == ref.step(["up", "left"]) and pool.restarts == 0
+        assert pool.step(["down", "down"]) == ref.step(["down", "down"])  # stepped once, not twice
+
+
 def test_resume_after_server_loss_reports_whether_the_step_was_applied():
     srv = ServerProcess([SOKOBAN])
     try:

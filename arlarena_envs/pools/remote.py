@@ -10,6 +10,9 @@ Failure handling (the pool contract): when a worker is lost mid-episode, the env
 sessions for every env that lived on it, and returns, for each env that was mid-episode, a
 StepResult with `truncated=True` and `info.extra["truncated_reason"]` (the last observation,
 reward 0). Envs on other workers keep going. Those envs must be reset before stepping again.
+A worker that is alive but did not answer (paused, or its connection dropped) is not lost: the
+batch is sent again with the same request ids (up to `resume_timeout_s`), and the steps it had
+already applied come back from its replay cache, so nothing is truncated or run twice.
 A session the server dropped while the worker lived on (the idle reaper freed it during a long
 pause) is recovered the same way, for that env alone: a fresh session, and the episode reported
 truncated with the server's reason. An env that cannot step (reset needed) does not stop the
@@ -94,6 +97,7 @@ class ServerPool(EnvPool):
         env_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
         max_threads: int = 64,
+        resume_timeout_s: float = 10.0,
     ):
         from arlarena_envs.registry import get_spec
 
@@ -104,6 +108,7 @@ class ServerPool(EnvPool):
         self.env_id, self.num_envs = get_spec(env_id).id, num_envs
         self.workers = list(workers)
         self.env_kwargs = dict(env_kwargs or {})
+        self.resume_timeout_s = float(resume_timeout_s)  # how long a live worker may pause before it counts as lost
         # fail fast on a lost worker: the pool restarts it, no long client-side retries
         self.client_kwargs = {"retries": 1, "backoff": 0.02, **(client_kwargs or {})}
         self.assignment = [i % len(self.workers) for i in range(num_envs)]
@@ -254,7 +259,15 @@ class ServerPool(EnvPool):
                 c = self.clients[i]
                 items.append({"op": "step", "session_id": c.session_id, "action": wire, "request_id": chan.next_request_id()})
             try:
-                reply = chan.send("batch", {"requests": items})
+                try:
+                    reply = chan.send("batch", {"requests": items})
+                except ServerLostError as e:
+                    if not w.alive():
+                        raise
+                    # the worker lives (a pause, a dropped connection): settle the batch by its
+                    # items' request ids; steps it had applied come back from its replay cache
+                    _, result = chan.resume(e, timeout_s=self.resume_timeout_s)
+                    reply = {"ok": True, "result": result}
                 if not reply["ok"]:
                     raise_for_error(reply.get("error") or {}, w.url)
                 replies = reply["result"]["replies"]
