@@ -11,7 +11,8 @@ Prints four tables:
    probe's deadline.
 2. a control client's step latency (p50/p99) while 2,000 idle or half-open connections are held.
 3. RSS and open-fd growth of a server over 10,000 reset+step cycles.
-4. recoveries: SIGKILLed pool workers, a killed server (client resume), reaped sessions.
+4. recoveries: SIGKILLed pool workers, a paused (SIGSTOPped) worker, a killed server (client
+   resume), reaped sessions.
 
 All traffic stays on 127.0.0.1 (servers are `arlarena serve` subprocesses on free ports).
 
@@ -320,6 +321,20 @@ def recoveries(kills: int) -> list[tuple[str, int, int]]:
             good = good and all(r.observation.step == 1 and not r.truncated for r in pool.step(["up"] * 4))
             ok += bool(good)
     rows.append(("SIGKILLed pool worker", kills, ok))
+
+    import signal
+    import threading
+
+    ok = 0
+    with make_pool(SOKOBAN, 2, backend="subprocess", num_workers=1, client_kwargs={"timeout": 1.0, "retries": 0}) as pool, make_pool(SOKOBAN, 2) as ref:
+        for k in range(max(1, kills // 2)):
+            same = pool.reset([k, k + 1]) == ref.reset([k, k + 1])
+            os.kill(pool.workers[0].pid, signal.SIGSTOP)
+            threading.Timer(2.0, os.kill, (pool.workers[0].pid, signal.SIGCONT)).start()
+            restarts = pool.restarts
+            same = same and pool.step(["up", "left"]) == ref.step(["up", "left"]) and pool.restarts == restarts
+            ok += bool(same)
+    rows.append(("paused worker (SIGSTOP 2 s) resumed, steps once", max(1, kills // 2), ok))
 
     ok = 0
     srv = ServerProcess([SOKOBAN])
