@@ -303,6 +303,13 @@ def test_container_images_need_no_offload_flag_for_health():
     for dockerfile in root.glob("*/Dockerfile"):
         text = dockerfile.read_text()
         assert "HEALTHCHECK" in text and "--offload none" not in text
+    import argparse
+
+    from arlarena_envs.server.cli import add_serve_arguments
+
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    assert p.parse_args([SOKOBAN]).offload == "auto" and p.parse_args([SOKOBAN, "--offload"]).offload == "all"
 
 
 # ------------------------------------------------------------------------------ slow clients
