@@ -10,7 +10,7 @@ Prints four tables:
    reply, a dropped connection, a dead server); a *hang* is an input not answered within the
    probe's deadline.
 2. a control client's step latency (p50/p99) while 2,000 idle or half-open connections are held.
-3. RSS and open-fd growth of a server over 10,000 reset+step cycles.
+3. RSS and open-fd growth of a server over 10,000 reset+step cycles (sent as batch frames).
 4. recoveries: SIGKILLed pool workers, a paused (SIGSTOPped) worker, a killed server (client
    resume), reaped sessions.
 
@@ -260,38 +260,58 @@ def idle_connections(n_idle: int, steps: int) -> dict[str, float]:
         srv.close()
 
 
-def growth(cycles: int) -> dict[str, float]:
-    """RSS and open fds of a server before/after `cycles` reset+step cycles (one session per
-    100 cycles, each closed after use: sessions and connections must not leak)."""
+def growth(cycles: int, per_frame: int = 10) -> dict[str, float]:
+    """RSS and open fds of a server before/after `cycles` reset+step cycles. The cycles go out
+    as batch frames of `per_frame` sessions (reset then step each: the server does every reset
+    and step, the wire carries 1/per_frame of the round trips); the sessions are closed and new
+    ones created every 100 cycles, so leaked sessions or sockets would show."""
     import psutil
 
     from arlarena_envs.pools.subprocess import ServerProcess
-    from arlarena_envs.server.client import RemoteEnv
+    from arlarena_envs.server.client import ServerChannel
 
     srv = ServerProcess([SOKOBAN])
+    chan = ServerChannel(srv.url)
     try:
         proc = psutil.Process(srv.pid)
-        warm = RemoteEnv(SOKOBAN, url=srv.url)
-        for k in range(200):
-            warm.reset_result(seed=k)
-            warm.step_result("up")
-        warm.close()
+
+        def open_sessions() -> list[str]:
+            return [chan.call("create", {"env_id": SOKOBAN})["session_id"] for _ in range(per_frame)]
+
+        def run(n: int, first: int) -> None:
+            sids: list[str] = []
+            for k in range(first, first + n, per_frame):
+                if (k - first) % 100 == 0:
+                    for sid in sids:
+                        chan.call("close", {"session_id": sid})
+                    sids = open_sessions()
+                items = []
+                for j, sid in enumerate(sids):
+                    items.append({"op": "reset", "session_id": sid, "seed": k + j, "request_id": chan.next_request_id()})
+                    items.append({"op": "step", "session_id": sid, "action": "left", "request_id": chan.next_request_id()})
+                replies = chan.call("batch", {"requests": items})["replies"]
+                bad = [r for r in replies if not r["ok"]]
+                if bad:
+                    raise RuntimeError(f"growth run: {bad[0]['error']}")
+            for sid in sids:
+                chan.call("close", {"session_id": sid})
+
+        run(1000, 0)  # warm-up: caches and allocator settle
         rss0, fds0 = proc.memory_info().rss, proc.num_fds()
         t0 = time.monotonic()
-        env = None
-        for k in range(cycles):
-            if k % 100 == 0:
-                if env is not None:
-                    env.close()
-                env = RemoteEnv(SOKOBAN, url=srv.url)
-            env.reset_result(seed=k)
-            env.step_result("left")
-        if env is not None:
-            env.close()
+        half = cycles // 2 // 100 * 100
+        run(half, 10_000)
+        rss_half = proc.memory_info().rss
+        run(cycles - half, 10_000 + half)
+        seconds = time.monotonic() - t0
         time.sleep(0.5)
         rss1, fds1 = proc.memory_info().rss, proc.num_fds()
-        return {"cycles": cycles, "seconds": time.monotonic() - t0, "rss_mb": (rss1 - rss0) / 2**20, "fds": fds1 - fds0, "rss_end_mb": rss1 / 2**20}
+        return {
+            "cycles": cycles, "seconds": seconds, "rss_mb": (rss1 - rss0) / 2**20, "fds": fds1 - fds0, "rss_end_mb": rss1 / 2**20,
+            "rss_second_half_mb": (rss1 - rss_half) / 2**20,
+        }
     finally:
+        chan.close()
         srv.close()
 
 
@@ -409,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== long run ==")
     print(
         f"{g['cycles']} reset+step cycles in {g['seconds']:.1f} s: server RSS growth {g['rss_mb']:+.1f} MiB "
-        f"(now {g['rss_end_mb']:.0f} MiB), open fds {g['fds']:+d}"
+        f"(of which {g['rss_second_half_mb']:+.1f} MiB in the second half; now {g['rss_end_mb']:.0f} MiB), open fds {g['fds']:+d}"
     )
 
     rows = recoveries(2 if quick else 5)

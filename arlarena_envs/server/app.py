@@ -424,7 +424,7 @@ class SessionManager:
             with self._lock:
                 stored = self.create_replies.get(key)
             if stored is not None:
-                return _replayed(stored, fp, rid or "")
+                return _replayed((stored[0], self._created_reply(rid, stored[1])), fp, rid or "")
         env_id = _normalize_id(req.env_id)
         spec = self.specs.get(env_id)
         if spec is None:
@@ -454,22 +454,29 @@ class SessionManager:
         sess = self.sessions[sid]
         sess.env = env
         sess.last_used = time.monotonic()
-        result = SessionCreated(
-            session_id=sid,
-            env_id=spec.id,
-            lease_s=self.config.idle_timeout_s,
-            spec=spec,
-            protocol=env.protocol.model_dump(mode="json"),
-            split=env.split,
-        )
-        reply = _ok_json(rid, result.model_dump_json())
+        created = (sid, spec.id, env.protocol.model_dump_json(), env.split)
+        reply = self._created_reply(rid, created)
         with self._lock:
             self.created_total += 1
             if key is not None:
-                self.create_replies[key] = (fp, reply)
+                # the pieces, not the reply: the spec (kilobytes) is the same for every session
+                self.create_replies[key] = (fp, created)
                 if len(self.create_replies) > CREATE_REPLAY_CACHE:
                     self.create_replies.popitem(last=False)
         return reply
+
+    def _created_reply(self, rid: str | None, created: tuple[str, str, str, str]) -> str:
+        """The create reply (SessionCreated) from its small pieces; the same bytes every time."""
+        sid, env_id, protocol_json, split = created
+        result = SessionCreated(
+            session_id=sid,
+            env_id=env_id,
+            lease_s=self.config.idle_timeout_s,
+            spec=self.specs[env_id],
+            protocol=json.loads(protocol_json),
+            split=split,
+        )
+        return _ok_json(rid, result.model_dump_json())
 
     def _run(self, sess: Session, req: Any) -> str:
         env = sess.env
