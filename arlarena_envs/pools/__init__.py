@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from arlarena_envs.contract import Observation, Protocol, StepInfo, StepResult
 from arlarena_envs.errors import ArlArenaError, ConfigError
 from arlarena_envs.registry import make
+from arlarena_envs.server.client import check_seed
 
 BACKENDS: dict[str, str] = {
     "inprocess": "arlarena_envs.pools:InProcessPool",
@@ -57,8 +58,6 @@ def finish_step(out: list, errors: dict[int, BaseException], on_error: str) -> l
 def check_seeds(seeds: Sequence[Any], num_envs: int) -> list[int | None]:
     """Every seed checked before any env resets (a bad one must not leave the batch half reset):
     a non-negative int (numpy ints included) or None, as `TextEnv.reset` takes it."""
-    from arlarena_envs.server.client import check_seed
-
     if len(seeds) != num_envs:
         raise ConfigError(f"need {num_envs} seeds, got {len(seeds)}")
     return [check_seed(s) for s in seeds]

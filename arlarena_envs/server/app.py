@@ -39,7 +39,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from arlarena_envs.contract import Protocol
 from arlarena_envs.errors import ArlArenaError, ConfigError, ResetNeededError
+from arlarena_envs.registry import _normalize_id, create_env, get_spec
 from arlarena_envs.server.messages import (
     HTTP_STATUS,
     MAX_JSON_DEPTH,
@@ -193,8 +195,6 @@ class SessionManager:
     """Sessions, leases, replay caches and counters. Thread-safe (the offload modes use threads)."""
 
     def __init__(self, config: ServerConfig):
-        from arlarena_envs.registry import get_spec
-
         self.config = config
         self.specs = {}
         for env_id in config.env_ids:
@@ -362,8 +362,6 @@ class SessionManager:
         """Check a client's env kwargs against the spec: split and protocol fields (strict types),
         the spec's `client_kwargs` (type, range, choices) and the operator's `allow_kwargs`.
         Anything else (paths, data switches, code loading) is refused with the list of what is allowed."""
-        from arlarena_envs.contract import Protocol
-
         allowed = {"split", *Protocol.model_fields, *spec.client_kwargs, *self.config.allow_kwargs}
         for name, value in env_kwargs.items():
             if name in FORBIDDEN_KWARGS:
@@ -414,8 +412,6 @@ class SessionManager:
             held.add(variant)
 
     def _create(self, req: CreateRequest, scope: str | None = None) -> str:
-        from arlarena_envs.registry import _normalize_id, create_env
-
         rid = req.request_id
         owner = req.client_id or scope  # replay is per client (or per connection), never shared
         key = (owner, rid) if rid is not None and owner is not None else None
