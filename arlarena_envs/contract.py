@@ -282,6 +282,50 @@ class CheckSettings(_Model):
     steps_per_transcript: int = Field(30, ge=1)
 
 
+class ClientKwarg(_Model):
+    """One make() kwarg that clients of an env server may set (the spec's `client_kwargs:`).
+
+    A client value must have exactly `type` (strict: no "1" for 1, no true for 1, no 1.0 for 1),
+    lie in [`min`, `max`] (numbers; every element of an `int_list`), be one of `choices` when
+    given, and a `str` at most `max_length` characters. Paths, data switches and code-loading
+    kwargs (cache_dir, data_dir, verify_data, spacy_model) never belong here: only the operator
+    sets those (`arlarena serve --allow-kwarg NAME` lets clients set one anyway)."""
+
+    type: Literal["int", "float", "bool", "str", "int_list"]
+    min: float | None = None
+    max: float | None = None
+    choices: list[Any] | None = None
+    length: int | None = Field(None, ge=1, description="int_list: exact number of elements")
+    max_length: int = Field(256, ge=1, description="str: longest accepted value")
+    cache_key: bool = Field(
+        False, description="the env builds and keeps data per distinct value (the server bounds how many it holds)"
+    )
+    description: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not acceptable (None when it is)."""
+        scalar = {"int": int, "float": (int, float), "bool": bool, "str": str}
+        if self.type == "int_list":
+            if not isinstance(value, list) or any(not isinstance(v, int) or isinstance(v, bool) for v in value):
+                return f"must be a list of integers, got {value!r}"[:200]
+            if self.length is not None and len(value) != self.length:
+                return f"must have {self.length} elements, got {len(value)}"
+            items: list[Any] = value
+        else:
+            want = scalar[self.type]
+            if not isinstance(value, want) or (self.type != "bool" and isinstance(value, bool)):
+                return f"must be a JSON {self.type}, got {type(value).__name__} {value!r}"[:200]
+            if self.type == "str" and len(value) > self.max_length:
+                return f"must be at most {self.max_length} characters"
+            items = [value] if self.type in ("int", "float") else []
+        for v in items:
+            if v != v or (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                return f"must be in [{self.min}, {self.max}], got {v!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {self.choices}, got {value!r}"[:300]
+        return None
+
+
 class EnvSpec(_Model):
     """One registry file: everything needed to build, play, check and score an env version."""
 
@@ -297,6 +341,10 @@ class EnvSpec(_Model):
     leaderboard: LeaderboardProtocol | None = None
     requires: list[str] = Field(default_factory=list, description="pip extras the env needs")
     check: CheckSettings = Field(default_factory=CheckSettings)
+    client_kwargs: dict[str, ClientKwarg] = Field(
+        default_factory=dict,
+        description="make() kwargs env-server clients may set, with their ranges (split and protocol fields always)",
+    )
 
     @field_validator("splits")
     @classmethod

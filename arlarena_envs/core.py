@@ -178,6 +178,9 @@ class TextEnv(gym.Env[str, str]):
     def parse_action(self, action: str | bytes | ParsedAction) -> ParsedAction:
         """Project raw model text (or a bare action) to an action of this env, by the protocol."""
         if isinstance(action, ParsedAction):
+            size = len(action.action or "") + len(action.think or "")
+            if size > self.protocol.max_action_chars:  # the limit raw text has: no way around it
+                return ParsedAction(action=None, status=ParseStatus.TRUNCATED, format_valid=False, raw_length=size)
             if action.status is ParseStatus.OK and (action.action is None or self._canonical_action(action.action) is None):
                 return action.model_copy(update={"status": ParseStatus.INADMISSIBLE})
             if action.status is ParseStatus.OK:
