@@ -41,7 +41,8 @@ from typing import Any, Mapping, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
 from arlarena_envs.errors import ArlArenaError, ConfigError
-from arlarena_envs.pools import EnvPool, InProcessPool
+from arlarena_envs.pools import EnvPool, InProcessPool, check_on_error, check_seeds, finish_step
+from arlarena_envs.server.client import check_seed
 
 MAX_LANES = 256
 
@@ -89,7 +90,7 @@ class AsyncEnvPool(EnvPool):
 
     def reset_async(self, i: int, seed: int | None = None, options: dict[str, Any] | None = None) -> "cf.Future[Completion]":
         """Start resetting env i; returns at once."""
-        seed = _check_seed(seed)
+        seed = check_seed(seed)
         return self._submit(i, "reset", lambda: self.pool.reset_env(i, seed, options))
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
@@ -156,9 +157,7 @@ class AsyncEnvPool(EnvPool):
     # ------------------------------------------------------------------ lockstep API (a thin layer)
 
     def reset(self, seeds: Sequence[int | None], options: Sequence[dict[str, Any] | None] | None = None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
-        seeds = [_check_seed(s) for s in seeds]  # all checked before any env resets
+        seeds = check_seeds(seeds, self.num_envs)  # all checked before any env resets
         opts = list(options) if options is not None else [None] * self.num_envs
         if len(opts) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} options, got {len(opts)}")
@@ -172,8 +171,7 @@ class AsyncEnvPool(EnvPool):
     def step(self, actions: Sequence[Any], on_error: str = "raise") -> list[StepResult | None]:
         if len(actions) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
-        if on_error not in ("raise", "return"):
-            raise ConfigError(f"on_error must be 'raise' or 'return', got {on_error!r}")
+        check_on_error(on_error)
         self._idle("step")
         got = self._wait_all({i: self.step_async(i, a) for i, a in enumerate(actions) if a is not None})
         out: list[Any] = [None] * self.num_envs
@@ -183,9 +181,7 @@ class AsyncEnvPool(EnvPool):
                 errors[i] = c.error
             else:
                 out[i] = c.result
-        if not errors:
-            return out
-        return _finish(out, errors, on_error)
+        return finish_step(out, errors, on_error)
 
     def prompts(self) -> list[str]:
         self._idle("prompts")
@@ -204,30 +200,6 @@ class AsyncEnvPool(EnvPool):
         self._closed = True
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.pool.close()
-
-
-def _check_seed(seed: Any) -> int | None:
-    """A seed as `TextEnv.reset` takes it (a non-negative int or None), checked before any call."""
-    import numpy as np
-
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative int or None, got {seed!r}")
-    return int(seed)
-
-
-def _finish(out: list, errors: dict[int, BaseException], on_error: str) -> list:
-    """The wrapped pools' rule for a batch where some envs failed (one failing env never stops
-    the others): `PoolStepError` (on_error="raise") or the error in its slot ("return")."""
-    import arlarena_envs.pools as pools
-
-    finish = getattr(pools, "finish_step", None)
-    if finish is not None:
-        return finish(out, errors, on_error)
-    if on_error == "return":
-        return [errors.get(i, r) for i, r in enumerate(out)]
-    raise errors[min(errors)]
 
 
 __all__ = ["AsyncEnvPool", "Completion", "MAX_LANES"]

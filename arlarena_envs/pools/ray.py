@@ -66,6 +66,12 @@ class _EnvSlice:
 
         return os.getpid()
 
+    def node_id(self) -> str:
+        """The Ray node this actor runs on (where a cluster placed it)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
 
 def _error_from(name: str, message: str) -> ArlArenaError:
     """The typed error an actor reported by class name (an ArlArenaError class of errors.py)."""

@@ -209,12 +209,26 @@ class ServerPool(EnvPool):
         reason = self._pending.pop(i, None)
         if reason is not None:
             return self._truncated(i, reason)
-        gen = self.workers[self.assignment[i]].generation
+        w = self.workers[self.assignment[i]]
+        gen = w.generation
         try:
-            res = self.clients[i].step_result(action)
+            try:
+                res = self.clients[i].step_result(action)
+            except ServerLostError as e:
+                if not w.alive() or e.op is None:
+                    raise
+                # alive but silent (paused, dropped connection): settle the step by its request id
+                _, res = self.clients[i].resume(e, timeout_s=self.resume_timeout_s)
         except ServerLostError as e:
             reason = self._recover(i, gen, e)
             return self._truncated(i, self._pending.pop(i, reason))
+        except RemoteEnvError as e:
+            if e.code != "unknown_session":
+                raise
+            reason = self._reopen(i, e)  # reaped while idle: a fresh session; the episode is over
+            if i in self._pending:
+                return self._truncated(i, self._pending.pop(i, reason))
+            raise
         self._last[i] = (res.observation, res.info)
         if res.done:
             self._active[i] = False
@@ -231,6 +245,10 @@ class ServerPool(EnvPool):
                 if attempt:
                     raise
                 self._recover(i, gen, e)
+            except RemoteEnvError as e:
+                if attempt or e.code != "unknown_session":
+                    raise
+                self._reopen(i, e)
         self._pending.pop(i, None)
         self._active[i] = True
         self._last[i] = out

@@ -96,6 +96,7 @@ class ServerConfig:
     body_timeout_s: float = 30.0  # ... and its body within this
     ws_idle_timeout_s: float | None = 900.0  # a WebSocket with no frame for this long is closed
     max_connections: int = 4096  # beyond: the oldest connection with no request in flight is dropped
+    session_prefix: str = ""  # --workers: every session id starts with its worker's prefix (server.workers)
 
     def __post_init__(self) -> None:
         if not self.env_ids:
@@ -435,7 +436,7 @@ class SessionManager:
                     "longer need, wait for idle ones to be reaped, or start the server with a larger --max-sessions "
                     "(or more servers)",
                 )
-            sid = secrets.token_hex(12)
+            sid = self.config.session_prefix + secrets.token_hex(12)
             self.sessions[sid] = Session(sid, spec.id, None, time.monotonic())  # reserve the slot
         try:
             env = create_env(env_id=spec.id, backend="inprocess", **env_kwargs)
@@ -618,8 +619,10 @@ def check_token(config: ServerConfig, header: str | None) -> bool:
     return hmac.compare_digest(header[7:].encode(), config.token.encode())
 
 
-def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: the server extra)
-    """The ASGI app. `app.state.manager` is the SessionManager (tests poke the reaper through it)."""
+def create_app(config: ServerConfig, router: Any = None):  # -> fastapi.FastAPI (imported lazily: the server extra)
+    """The ASGI app. `app.state.manager` is the SessionManager (tests poke the reaper through it).
+    `router`: a `server.workers.PeerRouter` when this is one worker of `serve --workers N`
+    (requests for other workers' sessions go there)."""
     try:
         from fastapi import FastAPI, Request, WebSocket
         from fastapi.responses import JSONResponse, Response
@@ -644,17 +647,28 @@ def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: th
                     manager.reap()
 
             task = asyncio.create_task(reaper())
+        peers = await router.start() if router is not None else None
         try:
             yield
         finally:
             if task is not None:
                 task.cancel()
+            if peers is not None:
+                peers.close()
             manager.close_all()
 
     app = FastAPI(title="ARLArena env server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.manager = manager
 
     async def run(data: Any, scope: str | None) -> tuple[int, str]:
+        """Run one request, here or (--workers) in the worker that holds its session."""
+        if router is not None:
+            routed = await router.route(data, scope)
+            if routed is not None:
+                return routed
+        return await run_here(data, scope)
+
+    async def run_here(data: Any, scope: str | None) -> tuple[int, str]:
         """Run one request, on the event loop or in a thread (`ServerConfig.offload`)."""
         if not manager.needs_thread(data):
             try:
@@ -718,9 +732,14 @@ def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: th
         log.exception("unhandled error on %s", request.url.path)
         return reply(manager._fail(ErrorCode.INTERNAL, f"the server failed on this request ({type(exc).__name__}); it keeps serving", None))
 
+    if router is not None:
+        router.local, router.local_health, router.local_metrics = run_here, manager.health, manager.metrics
+
     @app.get("/health")
     async def health() -> Response:
-        return Response(content=manager.health().model_dump_json(), media_type="application/json")
+        own = manager.health()
+        body = own if router is None else await router.health(own)
+        return Response(content=body.model_dump_json(), media_type="application/json")
 
     @app.get("/schema")
     async def schema(request: Request) -> Response:
@@ -732,7 +751,9 @@ def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: th
     async def metrics(request: Request) -> Response:
         if not check_token(config, request.headers.get("authorization")):
             return unauthorized()
-        return Response(content=manager.metrics().model_dump_json(), media_type="application/json")
+        own = manager.metrics()
+        body = own if router is None else await router.metrics(own)
+        return Response(content=body.model_dump_json(), media_type="application/json")
 
     @app.post("/sessions")
     async def create(request: Request) -> Response:

@@ -49,6 +49,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (pool workers: no orphans if the pool's process is killed)")
     p.add_argument("--ready-file", default=None, help="write {url, pid} as JSON here once listening")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes behind the one address (0: one per core); sessions stay in the worker "
+                        "that created them (docs/server.md, 'Workers')")
+    p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
+    p.add_argument("--worker-dir", default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
 
 
@@ -59,6 +64,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _worker_argv(args: argparse.Namespace, env_ids: list[str]) -> list[str]:
+    """The options every worker of `--workers N` is started with (what this command was given,
+    less the address, ready file and parent, which the supervisor sets)."""
+    out = list(env_ids) + ["--token-env", args.token_env, "--max-sessions", str(args.max_sessions),
+                           "--idle-timeout", str(args.idle_timeout), "--max-action-bytes", str(args.max_action_bytes),
+                           "--offload", args.offload, "--max-env-variants", str(args.max_env_variants),
+                           "--header-timeout", str(args.header_timeout), "--body-timeout", str(args.body_timeout),
+                           "--ws-idle-timeout", str(args.ws_idle_timeout), "--ws-impl", args.ws_impl, "--log-level", args.log_level]
+    for name in args.allow_kwarg:
+        out += ["--allow-kwarg", name]
+    if args.max_connections:
+        out += ["--max-connections", str(args.max_connections)]
+    return out
 
 
 def main_serve(args: argparse.Namespace) -> int:
@@ -81,7 +101,20 @@ def main_serve(args: argparse.Namespace) -> int:
             f"binding {args.host} (not loopback) needs a token: set ${args.token_env} (clients send it as "
             "'Authorization: Bearer <token>'), or bind 127.0.0.1"
         )
+    workers = args.workers if args.workers > 0 else (os.cpu_count() or 1)
+    if workers > 1 and args.worker_index is None:  # the supervisor: N copies of this command
+        from arlarena_envs.server.workers import supervise
+
+        return supervise(_worker_argv(args, env_ids), args.host, args.port, workers, args.ready_file, parent_pid=args.parent_pid)
+    router = None
+    if args.worker_index is not None:
+        from arlarena_envs.server.workers import PeerRouter, session_prefix
+
+        if not args.worker_dir:
+            raise ConfigError("--worker-index needs --worker-dir (both are set by `serve --workers N`)")
+        router = PeerRouter(args.worker_index, workers, args.worker_dir)
     config = ServerConfig(
+        session_prefix=session_prefix(args.worker_index) if router is not None else "",
         env_ids=env_ids,
         max_sessions=args.max_sessions,
         idle_timeout_s=args.idle_timeout or None,
@@ -95,19 +128,24 @@ def main_serve(args: argparse.Namespace) -> int:
         ws_idle_timeout_s=args.ws_idle_timeout or None,
         max_connections=args.max_connections or max(16, min(4096, raise_fd_limit() - 256)),
     )
-    app = create_app(config)
+    app = create_app(config, router=router)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # accepted sockets inherit TCP_NODELAY (Linux): replies are written in pieces (headers, body)
-    # and must not wait for delayed ACKs (~40 ms per HTTP request otherwise)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as e:
-        raise ConfigError(f"cannot bind {args.host}:{args.port} ({e}); pick another --port (0: any free one)") from e
-    sock.listen(2048)
+    if router is not None:  # one of N workers: the same address as its siblings (SO_REUSEPORT)
+        from arlarena_envs.server.workers import reuseport_socket
+
+        sock = reuseport_socket(args.host, args.port, listen=True)
+    else:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # accepted sockets inherit TCP_NODELAY (Linux): replies are written in pieces (headers, body)
+        # and must not wait for delayed ACKs (~40 ms per HTTP request otherwise)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.bind((args.host, args.port))
+        except OSError as e:
+            raise ConfigError(f"cannot bind {args.host}:{args.port} ({e}); pick another --port (0: any free one)") from e
+        sock.listen(2048)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     url = f"http://{shown}:{port}"
