@@ -84,7 +84,9 @@ def cluster():
 
     nodes: list[subprocess.Popen] = []
     try:
-        nodes.append(_ray_node(["--head", f"--port={head_port}", "--include-dashboard=false",
+        # --temp-dir: the head records its address as the machine's default cluster
+        # (ray_current_cluster) there, not in /tmp/ray where a later plain ray.init() would find it
+        nodes.append(_ray_node(["--head", f"--port={head_port}", "--include-dashboard=false", f"--temp-dir={tmp / 'ray'}",
                                 *node_ports(ports[2:8])], tmp / "head.log"))
         address = f"{NODE_IP}:{head_port}"
         _wait_for_log(tmp / "head.log", nodes, tmp)
