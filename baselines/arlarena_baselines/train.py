@@ -193,8 +193,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ tensors
 
-    def _forward(self, model, rows: list[Sample], T: int, need_entropy: bool):
-        """Per-token log-probs (b, T) of each row's response (and entropies) under `model`."""
+    def _forward(self, model, rows: list[Sample], T: int, need_entropy: bool, temperature: float = 1.0):
+        """Per-token log-probs (b, T) of each row's response (and entropies) under `model`, from
+        logits / `temperature`: with the rollout temperature this is the distribution the
+        tokens were sampled from (as verl's actor and reference), so the ratio is against the
+        behaviour policy; BC scores the untempered model (temperature 1)."""
         torch = self.torch
         pad = self.tok.pad_token_id
         seqs = [r.prompt_ids + r.response_ids for r in rows]
@@ -218,19 +221,22 @@ class Trainer:
         else:
             logits = model(input_ids=ids, attention_mask=attn).logits
             sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
+        if temperature > 0 and temperature != 1.0:
+            sel = sel / temperature
         logp = torch.log_softmax(sel, dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
         ent = loss_lib.entropy_from_logits(sel) if need_entropy else None
         return logp, ent
 
     def _no_grad_pass(self, model, rows, T, need_entropy):
         torch = self.torch
+        temp = self.cfg.rollout.sampling.temperature
         mb = self.cfg.trainer.ppo_micro_batch_size
         lps, ents = [], []
         was = model.training
         model.eval()
         with torch.no_grad():
             for s in range(0, len(rows), mb):
-                lp, en = self._forward(model, rows[s : s + mb], T, need_entropy)
+                lp, en = self._forward(model, rows[s : s + mb], T, need_entropy, temp)
                 lps.append(lp)
                 if en is not None:
                     ents.append(en)
@@ -411,7 +417,7 @@ class Trainer:
                 micro = [mb[s : s + cfg.trainer.ppo_micro_batch_size] for s in range(0, len(mb), cfg.trainer.ppo_micro_batch_size)]
                 self.opt.zero_grad()
                 for mic in micro:
-                    logp, ent = self._forward(self.model, [rows[i] for i in mic], T, True)
+                    logp, ent = self._forward(self.model, [rows[i] for i in mic], T, True, cfg.rollout.sampling.temperature)
                     m = mask[mic]
                     old = logp.detach() if on_policy else old_logp[mic]
                     A = advs[mic]
