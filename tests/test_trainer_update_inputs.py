@@ -45,3 +45,16 @@ def test_scored_logprobs_equal_the_sampling_distribution(tmp_path, temperature):
         with torch.no_grad():
             raw, _ = tr._forward(model, [row], len(resp), False, 1.0)
         assert not torch.allclose(raw[0], expected, atol=1e-3)
+
+
+def test_minibatch_order_is_a_seeded_permutation(tmp_path):
+    tr = _trainer(tmp_path)
+    a = tr.minibatch_order(50, step=3, epoch=0)
+    assert sorted(a) == list(range(50)) and a != list(range(50))
+    assert a == tr.minibatch_order(50, step=3, epoch=0)
+    assert a != tr.minibatch_order(50, step=4, epoch=0)
+    assert a != tr.minibatch_order(50, step=3, epoch=1)
+    other_seed = _trainer(tmp_path / "b", ["trainer.seed=1"])
+    assert a != other_seed.minibatch_order(50, step=3, epoch=0)
+    off = _trainer(tmp_path / "c", ["trainer.shuffle_minibatches=false"])
+    assert off.minibatch_order(50, step=3, epoch=0) == list(range(50))

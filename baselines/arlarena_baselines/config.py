@@ -166,6 +166,7 @@ class TrainerConfig(_Section):
     ppo_mini_batch_size: int = Field(256, ge=1, description="step-samples per optimizer step")
     ppo_micro_batch_size: int = Field(32, ge=1, description="step-samples per forward (grad accumulation)")
     ppo_epochs: int = Field(1, ge=1)
+    shuffle_minibatches: bool = Field(True, description="split each epoch's rows into mini-batches in a seeded random order (False: batch order)")
     eval_every: int = Field(5, ge=0, description="evaluate every N RL steps (0: only at the end)")
     eval_episodes: int = Field(128, ge=1, description="fixed eval seeds: the eval split's first N")
     eval_at_start: bool = Field(True, description="evaluate the initial (post-BC) policy as step 0")

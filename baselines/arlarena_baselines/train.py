@@ -387,7 +387,19 @@ class Trainer:
             out = adv_lib.compute_empg_advantage(out, old_ent, mask, [r.prompt for r in rows], traj, a.empg_k, a.empg_k_f, a.empg_zeta)
         return out, scores
 
-    def update(self, rows: list[Sample], trajs: list[Trajectory]) -> dict[str, float]:
+    def minibatch_order(self, n_rows: int, step: int, epoch: int) -> list[int]:
+        """The row order of one PPO epoch: a permutation drawn from a generator seeded by
+        (trainer.seed, step, epoch) when `trainer.shuffle_minibatches`, else batch order.
+        Rows arrive grouped by trajectory, so in batch order each mini-batch would hold a few
+        groups only, and every later optimizer step would act on rows the earlier ones had
+        already moved (a mini-batch is then far off-policy against a 3e-3 clip). Its own
+        seeded generator keeps the task sampler's stream unchanged and needs no checkpoint."""
+        if not self.cfg.trainer.shuffle_minibatches:
+            return list(range(n_rows))
+        gen = np.random.default_rng([self.cfg.trainer.seed, step, epoch])
+        return [int(i) for i in gen.permutation(n_rows)]
+
+    def update(self, rows: list[Sample], trajs: list[Trajectory], step: int = 0) -> dict[str, float]:
         torch = self.torch
         cfg, a = self.cfg, self.cfg.algorithm
         T = max(1, max(len(r.response_ids) for r in rows))
@@ -411,9 +423,10 @@ class Trainer:
         neg_low = masked = 0.0
         skipped = False
         self.model.train()
-        for _epoch in range(cfg.trainer.ppo_epochs):
+        for epoch in range(cfg.trainer.ppo_epochs):
+            order = self.minibatch_order(B, step, epoch)
             for m0 in range(0, B, mini):
-                mb = list(range(m0, min(B, m0 + mini)))
+                mb = order[m0 : m0 + mini]
                 micro = [mb[s : s + cfg.trainer.ppo_micro_batch_size] for s in range(0, len(mb), cfg.trainer.ppo_micro_batch_size)]
                 self.opt.zero_grad()
                 for mic in micro:
@@ -592,7 +605,7 @@ class Trainer:
             for step in range(start + 1, cfg.trainer.total_steps + 1):
                 kept, everything, fstats = self.gather_batch(step)
                 rows = [s for t in kept for s in t.samples]
-                stats = self.update(rows, kept)
+                stats = self.update(rows, kept, step)
                 self.engine.sync_weights(self.model)
                 rec = MetricRecord(
                     step=step, phase="rl",
