@@ -53,6 +53,27 @@ class RunResult:
     monitor_actions: list[dict] = field(default_factory=list)
 
 
+def seed_everything(seed: int, num_threads: int | None, deterministic: bool) -> None:
+    """Make a run a function of its config: seed Python's, NumPy's global and torch's RNGs
+    (HF `generate` samples from torch's), fix torch's intra-op thread count (a float sum split
+    over a different number of threads rounds differently) and ask torch for deterministic
+    kernels. `warn_only`: on CUDA a few kernels have no deterministic version; they warn
+    instead of stopping the run (CPU kernels are deterministic)."""
+    import os
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
 def _as_config(config: TrainConfig | dict | str | Path, overrides: list[str] | None) -> TrainConfig:
     if isinstance(config, TrainConfig):
         if overrides:
@@ -94,11 +115,9 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
-        if cfg.trainer.num_threads:
-            torch.set_num_threads(cfg.trainer.num_threads)
         dev = cfg.trainer.device
         self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
-        torch.manual_seed(cfg.trainer.seed)
+        seed_everything(cfg.trainer.seed, cfg.trainer.num_threads, cfg.trainer.deterministic)
         self.rng = np.random.default_rng([cfg.env.seed, cfg.trainer.seed])
         self.protocol = protocol_for(cfg)
         env_kw = dict(cfg.env.env_kwargs)
