@@ -33,7 +33,7 @@ from arlarena_baselines import advantages as adv_lib
 from arlarena_baselines import losses as loss_lib
 from arlarena_baselines.bc import batches, collect_oracle_examples, encode_examples
 from arlarena_baselines.config import TrainConfig, load_config, validate_config
-from arlarena_baselines.filtering import filter_active, select_groups
+from arlarena_baselines.filtering import filter_active, is_uniform, select_groups
 from arlarena_baselines.monitor_adapter import MonitorAdapter, alarms_json
 from arlarena_baselines.rollout import HFEngine, Sample, Trajectory, VLLMEngine, collect_rollouts
 
@@ -331,7 +331,7 @@ class Trainer:
         active = filter_active(step, fcfg.enable, fcfg.cold_start_steps, True)
         kept: list[list[Trajectory]] = []
         everything: list[Trajectory] = []
-        filtered = 0
+        filtered = informative = 0
         tries = 0
         while True:
             tries += 1
@@ -341,16 +341,21 @@ class Trainer:
             self.group_counter += B
             everything += trajs
             groups = [trajs[g * G : (g + 1) * G] for g in range(B)]
+            rewards = [[t.native_episode_reward for t in grp] for grp in groups]
+            informative += sum(not is_uniform(r) for r in rewards)
             if not active:
                 kept = groups
                 break
             last = tries >= fcfg.max_num_gen_batches
-            keep = select_groups([[t.native_episode_reward for t in grp] for grp in groups], B - len(kept), last)
+            keep = select_groups(rewards, B - len(kept), last)
             filtered += sum(1 for i, grp in enumerate(groups) if i not in keep and len({t.native_episode_reward for t in grp}) == 1)
             kept += [groups[i] for i in keep]
             if len(kept) >= B or last:
                 break
-        stats = {"filtered_groups": float(filtered), "kept_groups": float(len(kept)), "gen_batches": float(tries)}
+        # informative_groups: non-uniform groups among all rolled; when it stays below num_groups
+        # the last try fills the batch with uniform groups (filtering cannot find enough signal)
+        stats = {"filtered_groups": float(filtered), "kept_groups": float(len(kept)), "gen_batches": float(tries),
+                 "informative_groups": float(informative)}
         return [t for grp in kept for t in grp], everything, stats
 
     # ------------------------------------------------------------------ one RL update
