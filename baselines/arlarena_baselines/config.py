@@ -93,6 +93,9 @@ class FilterConfig(_Section):
     enable: bool = Field(False, description="drop groups whose episode rewards are all identical")
     max_num_gen_batches: int = Field(3, ge=1, description="generation tries per step; the last try fills with uniform groups")
     cold_start_steps: int = Field(0, ge=0, description="filter only once step > cold_start_steps")
+    fill_uniform: bool = Field(
+        True, description="last try pads the batch with uniform groups (ARL-Arena); False trains on the non-uniform groups only"
+    )
 
 
 class AlgorithmConfig(_Section):

@@ -347,7 +347,7 @@ class Trainer:
                 kept = groups
                 break
             last = tries >= fcfg.max_num_gen_batches
-            keep = select_groups(rewards, B - len(kept), last)
+            keep = select_groups(rewards, B - len(kept), last, fcfg.fill_uniform, len(kept))
             filtered += sum(1 for i, grp in enumerate(groups) if i not in keep and len({t.native_episode_reward for t in grp}) == 1)
             kept += [groups[i] for i in keep]
             if len(kept) >= B or last:
