@@ -4,9 +4,11 @@ judged by the stability evaluator (`arlarena stability`), plus a deliberately un
 Every method starts from the same behaviour-cloned policy of each seed (bench_trainer.py's BC,
 shared through --bc-out) and runs the `sokoban_cpu` setting with the algorithm section of its
 own preset, for the same number of RL steps, groups, LR and mini-batches. The comparison uses
-several mini-batches per step (--mini-batch, default 128: ~3 optimizer steps per RL step, as at
-paper scale where a step's rows far exceed 256), so each loss's clipping is exercised. The
-unstable setting multiplies the LR (--unstable-lr) for --unstable-algos.
+half the gain setting's groups (--groups 4, x G=4: cheaper steps, so 10 steps fit the stability
+evaluator's 5-step window and 3-step sustain) and several mini-batches per step (--mini-batch
+64: 2-3 optimizer steps per RL step, as at paper scale where a step's rows far exceed 256), so
+each loss's clipping is exercised. The unstable setting raises the LR (--unstable-lr) for
+--unstable-algos.
 
 Writes to --results: table.md (held-out success mean ± SE over seeds, and the evaluator's final
 training success, best-minus-last, collapse rate and stability score per method), summary.json,
@@ -45,9 +47,10 @@ def main() -> int:
     ap.add_argument("--algos", nargs="+", default=ALGOS)
     ap.add_argument("--preset", default=GAIN_PRESET)
     ap.add_argument("--steps", type=int, default=10, help="RL steps of every method (default 10)")
-    ap.add_argument("--mini-batch", type=int, default=128, help="ppo_mini_batch_size of every method (default 128)")
-    ap.add_argument("--eval-episodes", type=int, default=None, help="held-out eval levels (default: the preset's)")
-    ap.add_argument("--unstable-lr", type=float, default=3e-3, help="LR of the unstable setting (default 3e-3, 10x)")
+    ap.add_argument("--groups", type=int, default=4, help="rollout.num_groups of every method (default 4, x G=4)")
+    ap.add_argument("--mini-batch", type=int, default=64, help="ppo_mini_batch_size of every method (default 64: 2-3 per step)")
+    ap.add_argument("--eval-episodes", type=int, default=256, help="held-out eval levels (default 256)")
+    ap.add_argument("--unstable-lr", type=float, default=1e-2, help="LR of the unstable setting (default 1e-2, 33x)")
     ap.add_argument("--unstable-algos", nargs="+", default=["grpo", "sampo"])
     ap.add_argument("--no-unstable", action="store_true")
     ap.add_argument("--bc-out", default="runs/bench_trainer", help="where the BC policies are (shared with bench_trainer.py)")
@@ -56,7 +59,7 @@ def main() -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
 
-    overrides = [f"trainer.ppo_mini_batch_size={args.mini_batch}", *args.overrides]
+    overrides = [f"trainer.ppo_mini_batch_size={args.mini_batch}", f"rollout.num_groups={args.groups}", *args.overrides]
     base = load_base(args.preset, overrides, args.steps, args.eval_episodes)
     unstable = load_base(args.preset, overrides + [f"trainer.lr={args.unstable_lr}"], args.steps, args.eval_episodes)
     settings = [("", base, args.algos)]
@@ -65,8 +68,10 @@ def main() -> int:
     out, bc_out = Path(args.out), Path(args.bc_out)
     runs: dict[str, list[tuple[int, Path, float]]] = {}
     for seed in args.seeds:
-        bc_dir, bc_success, _ = bc_policy(load_base(args.preset, [], None, args.eval_episodes), seed, bc_out)
-        runs.setdefault("bc_only", []).append((seed, bc_dir, bc_success))
+        bc_dir, _, _ = bc_policy(load_base(args.preset, [], None, None), seed, bc_out)
+        # the BC policy itself on this comparison's eval levels (0 RL steps)
+        bc_eval_dir, bc_success, _ = rl_run(base, seed, bc_dir, "sampo", out, args.preset, "_bc_only", total_steps=0)
+        runs.setdefault("bc_only", []).append((seed, bc_eval_dir, bc_success))
         for tag, cfg, algos in settings:
             for algo in algos:
                 run_dir, success, wall = rl_run(cfg, seed, bc_dir, algo, out, args.preset, tag.replace("@", "_"))
@@ -91,7 +96,8 @@ def main() -> int:
     lines = [
         "# The comparison in miniature (Sokoban, tiny model, CPU)",
         "",
-        f"Preset `{args.preset}` with {args.steps} RL steps, ppo_mini_batch_size {args.mini_batch}, seeds {args.seeds}; every "
+        f"Preset `{args.preset}` with {args.steps} RL steps of {args.groups} groups x G, ppo_mini_batch_size {args.mini_batch}, "
+        f"seeds {args.seeds}; every "
         "method starts from the same BC policy of each seed. Held-out success: the first "
         f"{base['trainer']['eval_episodes']} eval-split levels after the last step (mean ± SE over seeds). The other "
         "columns are the stability evaluator's (`arlarena stability`) on each run's metrics.jsonl, from the training "

@@ -103,11 +103,16 @@ def preset_algo_name(base: dict) -> str:
     return str(base.get("algorithm", {}).get("name", "sampo"))
 
 
-def rl_run(base: dict, seed: int, bc_dir: Path, algo: str, out: Path, preset: str, tag: str = "") -> tuple[Path, float, float]:
+def rl_run(base: dict, seed: int, bc_dir: Path, algo: str, out: Path, preset: str, tag: str = "",
+           total_steps: int | None = None) -> tuple[Path, float, float]:
+    """(run dir, held-out success after the last step, wall s) of `algo` from the BC policy."""
     run_dir = out / f"s{seed}" / f"{algo}{tag}"
     done = _result(run_dir)
     if done is None:
-        res = run(validate_config(rl_config(base, seed, bc_dir, algo, preset)), run_dir=run_dir)
+        cfg = rl_config(base, seed, bc_dir, algo, preset)
+        if total_steps is not None:
+            cfg["trainer"]["total_steps"] = total_steps
+        res = run(validate_config(cfg), run_dir=run_dir)
         done = {"final_eval_success": res.final_eval_success, "wall_time_s": res.wall_time_s}
     return run_dir, float(done["final_eval_success"]), float(done["wall_time_s"])
 
@@ -132,6 +137,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_trainer")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra overrides of the preset")
     ap.add_argument("--random-only", action="store_true", help="only the random-moves baseline (20 policy seeds)")
+    ap.add_argument("--bc-only", action="store_true", help="only train (or reuse) the BC policies of --seeds, no RL")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -153,12 +159,16 @@ def main() -> int:
         rows["bc_only"].append(bc_success)
         walls["bc_only"].append(bc_wall)
         print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
+        if args.bc_only:
+            continue
         for algo in args.algos:
             _, s, w = rl_run(base, seed, bc_dir, algo, out, args.preset)
             rows[f"bc+{algo}"].append(s)
             walls[f"bc+{algo}"].append(w)
             print(f"seed {seed} BC+{algo}: success {s:.3f} ({w:.0f} s)", flush=True)
 
+    if args.bc_only:
+        return 0
     summary: dict = {"preset": args.preset, "overrides": args.overrides, "seeds": args.seeds, "eval_episodes": n_eval,
                      "total_steps": base["trainer"]["total_steps"], "variants": {}, "paired_gain": {}}
     print(f"\n{args.preset}: Sokoban eval split, first {n_eval} levels (held out), seeds {args.seeds}")
