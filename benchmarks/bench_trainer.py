@@ -137,6 +137,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_trainer")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra overrides of the preset")
     ap.add_argument("--random-only", action="store_true", help="only the random-moves baseline (20 policy seeds)")
+    ap.add_argument("--results", default=None, help="also write table.md and summary.json to this folder (e.g. results/gain)")
     ap.add_argument("--bc-only", action="store_true", help="only train (or reuse) the BC policies of --seeds, no RL")
     args = ap.parse_args()
 
@@ -191,6 +192,24 @@ def main() -> int:
     summary["bc_plus_rl_wall_s"] = demo_wall
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.results:
+        res = Path(args.results)
+        res.mkdir(parents=True, exist_ok=True)
+        (res / "summary.json").write_text(json.dumps(summary, indent=2))
+        md = [f"# BC-only vs BC + RL: preset `{args.preset}`", "",
+              f"Held-out levels: the first {n_eval} of the Sokoban eval split; seeds {args.seeds}; "
+              f"{summary['total_steps']} RL steps. Success mean ± SE over seeds (SE = sample std / sqrt(n)).", "",
+              "| variant | success mean ± SE | per seed | wall s (mean) |", "|---|---|---|---|"]
+        for k, v in summary["variants"].items():
+            md.append(f"| {k} | {v['mean']:.3f} ± {v['se']:.3f} | {', '.join(f'{x:.3f}' for x in v['success'])} | "
+                      f"{sum(v['wall_s']) / len(v['wall_s']):.0f} |")
+        md.append("")
+        for algo, g in summary["paired_gain"].items():
+            md.append(f"Paired gain BC+{algo} − BC-only: {g['mean']:+.3f} ± {g['se']:.3f} (gain / SE {g['gain_over_se']:.1f}; "
+                      f"{g['seeds_improved']}/{len(g['diffs'])} seeds improved).")
+        md += ["", f"Regenerate: `python benchmarks/bench_trainer.py --seeds {' '.join(map(str, args.seeds))} "
+               f"--preset {args.preset} --results {args.results}`", ""]
+        (res / "table.md").write_text("\n".join(md), encoding="utf-8")
     return 0
 
 
