@@ -156,7 +156,9 @@ def main() -> int:
         t = time.time()
         rows["random"].append(random_success(base, seed))
         walls["random"].append(time.time() - t)
-        bc_dir, bc_success, bc_wall = bc_policy(base, seed, out)
+        bc_dir, _, bc_wall = bc_policy(base, seed, out)
+        # BC-only = the BC policy after 0 RL steps, evaluated exactly as the RL runs are
+        _, bc_success, _ = rl_run(base, seed, bc_dir, preset_algo_name(base), out, args.preset, "_bc_only", total_steps=0)
         rows["bc_only"].append(bc_success)
         walls["bc_only"].append(bc_wall)
         print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
