@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arlarena_baselines.bc import collect_oracle_examples, oracle_response
 from arlarena_baselines.rollout import RolloutEngine, collect_rollouts
-from arlarena_envs.contract import ParseStatus
+from arlarena_envs.contract import ParseStatus, SamplingParams
 from arlarena_envs.episodes import Reply
 from arlarena_envs.parsing import parse_response
 from arlarena_envs.pools import make_pool
@@ -137,3 +137,16 @@ def test_unknown_estimator_and_loss_names_raise_typed_errors():
         get_estimator("gae")
     with pytest.raises(UnknownNameError, match="algorithm.loss_mode"):
         get_policy_loss_fn("ppo2")
+
+
+def test_trainer_pools_play_the_configured_protocol(tmp_path):
+    """env.max_steps, env.action_format and protocol keys of env.env_kwargs reach the pool's envs."""
+    from arlarena_baselines.config import load_config
+    from arlarena_baselines.train import Trainer
+
+    cfg = load_config("demo_cpu", ["env.max_steps=3", "env.env_kwargs={history_length: 2}"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    pool = trainer._pool(1)
+    proto = pool.protocol
+    assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
+    pool.close()
