@@ -21,6 +21,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Frozen(_Model):
+    """Spec models are immutable: `get_spec(id).protocol.max_steps = 3` raises (registry.get_spec
+    also hands out deep copies, so their dicts and lists cannot be edited in place either)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Actions
 # --------------------------------------------------------------------------------------------
@@ -165,7 +172,7 @@ class EpisodeRecord(_Model):
 # --------------------------------------------------------------------------------------------
 
 
-class Protocol(_Model):
+class Protocol(_Frozen):
     """How an env is played: the part of a spec that makes numbers comparable."""
 
     max_steps: int = Field(50, ge=1)
@@ -179,7 +186,7 @@ class Protocol(_Model):
     max_action_chars: int = Field(1_000_000, ge=1, description="longer responses are cut and parse as truncated")
 
 
-class SplitSpec(_Model):
+class SplitSpec(_Frozen):
     """A split is a range of task indices; `kind` says what an index means.
 
     seeds: index i -> procedural level seed `start + i` (Sokoban);
@@ -201,33 +208,33 @@ class SplitSpec(_Model):
         return self.stop - self.start
 
 
-class DataFile(_Model):
+class DataFile(_Frozen):
     name: str
     sha256: str
     description: str = ""
 
 
-class GoldenFingerprint(_Model):
+class GoldenFingerprint(_Frozen):
     split: str
     seed: int
     actions: list[str]
     sha256: str
 
 
-class SamplingParams(_Model):
+class SamplingParams(_Frozen):
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20
     max_new_tokens: int = 512
 
 
-class LeaderboardProtocol(_Model):
+class LeaderboardProtocol(_Frozen):
     split: str
     episodes: int = Field(ge=1)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
 
 
-class CheckSettings(_Model):
+class CheckSettings(_Frozen):
     """How `arlarena check` exercises this env (slow engines may lower the counts, stated here)."""
 
     resets: int = Field(1000, ge=10, description="resets in the RSS/fd growth check")
@@ -235,7 +242,7 @@ class CheckSettings(_Model):
     steps_per_transcript: int = Field(30, ge=1)
 
 
-class EnvSpec(_Model):
+class EnvSpec(_Frozen):
     """One registry file: everything needed to build, play, check and score an env version."""
 
     id: str = Field(pattern=r"^arlarena/[A-Za-z][\w.-]*-v\d+$")

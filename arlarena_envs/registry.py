@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from arlarena_envs.contract import EnvSpec, GoldenFingerprint
-from arlarena_envs.errors import EnvNotFoundError, MissingDependencyError, SpecError
+from arlarena_envs.errors import EnvNotFoundError, InvalidArgumentError, MissingDependencyError, SpecError
 
 _lock = threading.Lock()
 _specs: dict[str, EnvSpec] | None = None
@@ -56,7 +56,7 @@ def load_spec_file(path: str | Path) -> EnvSpec:
 
 
 def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
-    """All specs, by id (cached)."""
+    """All specs, by id (cached; immutable copies, as `get_spec`)."""
     global _specs
     with _lock:
         if _specs is None or refresh:
@@ -69,7 +69,7 @@ def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
                         specs[spec.id] = spec
                         _paths[spec.id] = f
             _specs = specs
-        return dict(_specs)
+        return {k: v.model_copy(deep=True) for k, v in _specs.items()}
 
 
 def _normalize_id(env_id: str) -> str:
@@ -81,10 +81,11 @@ def _normalize_id(env_id: str) -> str:
 
 
 def get_spec(env_id: str) -> EnvSpec:
+    """The spec of `env_id`: an immutable model (a fresh deep copy each call)."""
     specs = load_specs()
     key = _normalize_id(env_id)
     if key in specs:
-        return specs[key]
+        return specs[key].model_copy(deep=True)  # frozen, and its dicts/lists are the caller's own
     if "-v" not in key.rsplit("/", 1)[-1]:
         versions = sorted((s for s in specs if s.rsplit("-v", 1)[0] == key), key=lambda s: int(s.rsplit("-v", 1)[1]))
         if versions:
@@ -117,7 +118,7 @@ def create_env(*, env_id: str, backend: str = "inprocess", url: str | None = Non
     spec = get_spec(env_id)
     if backend == "inprocess":
         if url is not None or token is not None:
-            raise TypeError("url/token only apply to backend='remote'")
+            raise InvalidArgumentError("url/token only apply to backend='remote'")
         missing = [x for x in spec.requires if importlib.util.find_spec(_EXTRA_PROBES.get(x, x)) is None]
         if missing:
             raise MissingDependencyError(
@@ -127,11 +128,11 @@ def create_env(*, env_id: str, backend: str = "inprocess", url: str | None = Non
         return cls(env_id=spec.id, **{**spec.kwargs, **kwargs})
     if backend == "remote":
         if url is None:
-            raise TypeError("backend='remote' needs url='http://127.0.0.1:PORT'")
+            raise InvalidArgumentError("backend='remote' needs url='http://127.0.0.1:PORT'")
         from arlarena_envs.server.client import RemoteEnv
 
         return RemoteEnv(spec.id, url=url, token=token, **kwargs)
-    raise ValueError(f"unknown backend {backend!r}; use 'inprocess' or 'remote'")
+    raise InvalidArgumentError(f"unknown backend {backend!r}; use 'inprocess' or 'remote'")
 
 
 # import name to look for, per pip extra named in a spec's `requires`

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from arlarena_envs.errors import DataError, InvalidArgumentError
+
 GENERATOR_VERSION = 1
 
 TASK_TYPES = (
@@ -256,9 +258,9 @@ class _NoTask(Exception):
 def generate_game(task_id: int, pool: str = "seen") -> GeneratedGame:
     """The game of task `task_id` in layout pool `pool` ("seen" or "unseen"); deterministic."""
     if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        raise InvalidArgumentError(f"pool must be one of {POOLS}, got {pool!r}")
     if task_id < 0:
-        raise ValueError(f"task_id must be >= 0, got {task_id}")
+        raise InvalidArgumentError(f"task_id must be >= 0, got {task_id}")
     task_type = TASK_TYPES[task_id % len(TASK_TYPES)]
     rng = np.random.default_rng([GENERATOR_VERSION, POOLS.index(pool), task_id])
     for _attempt in range(100):
@@ -268,7 +270,7 @@ def generate_game(task_id: int, pool: str = "seen") -> GeneratedGame:
             return _build(task_id, pool, task_type, scene, layout_seed, rng)
         except _NoTask:
             continue
-    raise RuntimeError(f"could not generate task {task_id} in pool {pool!r} (generator bug)")  # pragma: no cover
+    raise DataError(f"could not generate task {task_id} in pool {pool!r} (generator bug)")  # pragma: no cover
 
 
 def _build(task_id: int, pool: str, task_type: str, scene: str, layout_seed: int, rng: np.random.Generator) -> GeneratedGame:
@@ -450,7 +452,7 @@ def _goal_pddl(task_type: str, obj: str, parent: str, toggle: str) -> str:
             f" (inReceptacle ?o1 ?r) (exists (?o2 - object) (and (not (= ?o1 ?o2)) (objectType ?o2 {obj}Type)"
             f" (receptacleType ?r {parent}Type) (inReceptacle ?o2 ?r))))))"
         )
-    raise ValueError(task_type)
+    raise InvalidArgumentError(f"unknown task type {task_type!r}")
 
 
 def _problem(task_id, receptacles, placed, start_loc, goal) -> str:
