@@ -24,11 +24,10 @@ def add_play_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _seed(text: str) -> int:
-    """argparse type of --seed: argparse turns the ValueError into a one-line usage error."""
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
+    """argparse type of --seed (argparse prints the ArgumentTypeError as a one-line usage error)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
+    return int(text)
 
 
 def play(env_id: str, seed: int = 0, split: str | None = None, env_kwargs: dict | None = None,

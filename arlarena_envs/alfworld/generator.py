@@ -517,22 +517,38 @@ def _logic_text(name: str) -> str:
 # ---------------------------------------------------------------------------------- cache
 
 
+MAX_CACHED_GAMES = 5000  # task folders kept per pool in the cache; older ones are evicted (LRU)
+
+
 def default_cache_dir() -> Path:
-    """$ARLARENA_CACHE/alfworld, else ~/.cache/arlarena/alfworld."""
-    base = os.environ.get("ARLARENA_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "arlarena") / "alfworld"
+    """$ARLARENA_CACHE/alfworld, else ~/.cache/arlarena/alfworld, else a temp folder (cache_dir.py)."""
+    from arlarena_envs.cache_dir import cache_root
+
+    return cache_root("alfworld")
 
 
-def write_game(game: GeneratedGame, root: str | Path) -> Path:
-    """Write `game` under `root/gen-v<N>/<folder>/` (atomically, idempotent); returns the
-    path of its game.tw-pddl. An existing file with other bytes is rewritten."""
-    folder = Path(root) / f"gen-v{GENERATOR_VERSION}" / game.pool / game.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in game.files().items():
-        path = folder / name
-        if path.exists() and path.read_bytes() == data:
-            continue
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+def write_game(game: GeneratedGame, root: str | Path, max_cached: int = MAX_CACHED_GAMES) -> Path:
+    """Write `game` under `root/gen-v<N>/<pool>/<folder>/` (atomically, idempotent); returns the
+    path of its game.tw-pddl. An existing file with other bytes is rewritten. The pool keeps at
+    most `max_cached` task folders: writing a new one evicts the least recently used."""
+    from arlarena_envs.cache_dir import ensure_writable, evict_oldest, touch
+
+    pool_dir = Path(root) / f"gen-v{GENERATOR_VERSION}" / game.pool
+    folder = pool_dir / game.folder
+    task_dir = pool_dir / game.folder.split("/", 1)[0]
+    fresh = not folder.is_dir()
+    ensure_writable(folder, "ALFWorld game cache folder")
+    try:
+        for name, data in game.files().items():
+            path = folder / name
+            if path.exists() and path.read_bytes() == data:
+                continue
+            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"cannot write the ALFWorld game {folder}: {e}; set ARLARENA_CACHE (or cache_dir=) to a writable folder") from None
+    touch(task_dir)
+    if fresh:
+        evict_oldest(pool_dir, max_cached, protect=task_dir)
     return folder / "game.tw-pddl"
