@@ -28,12 +28,14 @@ from arlarena_envs.contract import EnvSpec, ParseStatus, Protocol, SamplingParam
 from arlarena_envs.errors import ConfigError
 from arlarena_envs.leaderboard.models import (
     EpisodeResult,
+    EpisodeSummary,
     LeaderboardRow,
     Provenance,
     ProvenanceMismatchError,
     Stat,
     TaskTypeStats,
     data_checksum,
+    digest_records,
 )
 from arlarena_envs.leaderboard.policies import LeaderboardPolicy, make_policy
 from arlarena_envs.registry import create_env, get_spec
@@ -139,32 +141,43 @@ def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, spl
 
 
 def summarize(results: list[EpisodeResult], provenance: Provenance, policy_spec: str, policy_kind: str) -> LeaderboardRow:
-    """The row figures from the episode records (formulas in the module docstring)."""
-    results = sorted(results, key=lambda e: e.index)
-    turns = sum(e.steps for e in results)
-    counts: dict[str, int] = {s.value: 0 for s in ParseStatus}
-    for e in results:
-        for k, v in e.parse_counts.items():
-            counts[k] = counts.get(k, 0) + v
-    by_type: dict[str, list[EpisodeResult]] = {}
-    for e in results:
-        if e.task_type is not None:
-            by_type.setdefault(e.task_type, []).append(e)
+    """The row figures from the episode records (formulas in the module docstring); the row
+    carries the per-episode records and their digest so that `render` can recompute both."""
+    records = [EpisodeSummary.of(e) for e in sorted(results, key=lambda e: e.index)]
     return LeaderboardRow(
         env_id=provenance.env_id,
         policy=policy_spec,
         policy_kind=policy_kind,
-        episodes=len(results),
-        success=Stat.of([float(e.won) for e in results]),
-        score=Stat.of([e.score for e in results]),
-        reward=Stat.of([e.total_reward for e in results]),
-        steps=Stat.of([float(e.steps) for e in results]),
+        provenance=provenance,
+        records=records,
+        records_digest=digest_records(records),
+        **row_figures(records),
+    )
+
+
+def row_figures(records: list[EpisodeSummary]) -> dict[str, Any]:
+    """episodes, success, score, reward, steps, parse_rates, per_task_type of a row."""
+    records = sorted(records, key=lambda e: e.index)
+    turns = sum(e.steps for e in records)
+    counts: dict[str, int] = {s.value: 0 for s in ParseStatus}
+    for e in records:
+        for k, v in e.parse_counts.items():
+            counts[k] = counts.get(k, 0) + v
+    by_type: dict[str, list[EpisodeSummary]] = {}
+    for e in records:
+        if e.task_type is not None:
+            by_type.setdefault(e.task_type, []).append(e)
+    return dict(
+        episodes=len(records),
+        success=Stat.of([float(e.won) for e in records]),
+        score=Stat.of([e.score for e in records]),
+        reward=Stat.of([e.total_reward for e in records]),
+        steps=Stat.of([float(e.steps) for e in records]),
         parse_rates={k: (v / turns if turns else 0.0) for k, v in counts.items()},
         per_task_type={
             t: TaskTypeStats(episodes=len(es), success=Stat.of([float(e.won) for e in es]), score=Stat.of([e.score for e in es]))
             for t, es in sorted(by_type.items())
         },
-        provenance=provenance,
     )
 
 
