@@ -125,6 +125,44 @@ def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_
     )
 
 
+def watch_parent(parent_pid: int, interval_s: float = 0.2) -> None:
+    """Worker initializer: exit (code 1) as soon as the evaluating process is gone.
+
+    A SIGKILLed or SIGTERMed `evaluate` cannot shut its pool down, and orphaned workers would
+    keep writing episode files, racing a later resume. Each worker polls its parent from a
+    daemon thread; episode files are written atomically, so exiting mid-episode leaves none
+    half-written."""
+    import threading
+
+    def gone() -> bool:
+        if os.getppid() == parent_pid:
+            return False
+        # not our direct parent (it died and we were re-parented, or forkserver/spawn started us)
+        try:
+            import psutil
+        except ImportError:
+            try:
+                os.kill(parent_pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        try:
+            return psutil.Process(parent_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            return False
+
+    def loop() -> None:
+        while not gone():
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=loop, name="arlarena-parent-watch", daemon=True).start()
+
+
 def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, n_tasks, key, keep_prompts, ep_dir) -> list[int]:
     """Worker process: play `indices` with a fresh env and policy; write their files."""
     spec = get_spec(env_id)
@@ -257,7 +295,7 @@ def evaluate(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         chunks = [todo[k::workers] for k in range(workers) if todo[k::workers]]
-        with ProcessPoolExecutor(max_workers=len(chunks)) as ex:
+        with ProcessPoolExecutor(max_workers=len(chunks), initializer=watch_parent, initargs=(os.getpid(),)) as ex:
             futs = [
                 ex.submit(_play_chunk, spec.id, pol.spec, samp, backend, env_kwargs, c, lb.split, n_tasks, key, keep_prompts, str(ep_dir))
                 for c in chunks
