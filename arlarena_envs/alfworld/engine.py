@@ -260,7 +260,7 @@ class EngineSession:
                     self.env.load(game_file)
             except (ArlArenaError, MemoryError, RecursionError):
                 raise
-            except Exception as e:  # the engine's PDDL/grammar parsers raise many types
+            except (Exception, SystemExit) as e:  # the engine's parsers raise many types (fast-downward: SystemExit)
                 raise DataError(f"the ALFWorld engine cannot load {game_file}: {type(e).__name__}: {_first_line(e)}") from e
         self.game_file, self.task_type = game_file, task_type
 
@@ -296,7 +296,7 @@ class EngineSession:
             return self._call(self.env.reset)
         except (ArlArenaError, MemoryError, RecursionError):
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # fast-downward's translator exits on malformed PDDL
             raise DataError(f"the ALFWorld engine cannot start {self.game_file}: {type(e).__name__}: {_first_line(e)}") from e
 
     def step(self, command: str) -> tuple[Any, float, bool]:
