@@ -29,7 +29,8 @@ def clean_text(text: str) -> str:
 
 
 def clean_json(value: Any) -> Any:
-    """`clean_text` applied to every string (keys included) of a decoded JSON value."""
+    """`clean_text` applied to every string (keys included) of a decoded JSON value (recursive:
+    callers bound the nesting first, as the log readers do)."""
     if isinstance(value, str):
         return clean_text(value)
     if isinstance(value, dict):
