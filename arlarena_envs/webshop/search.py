@@ -51,7 +51,6 @@ class SearchIndex:
         self._lock = threading.Lock()  # guards the stem cache and the (C) stemmer
         self._retriever = bm25s.BM25(method="lucene", k1=K1, b=B)
         self._retriever.index([self._tokens(d) for d in docs], show_progress=False)
-        self.n_docs = len(docs)
         self._results: ByteLRU[tuple[str, int], tuple[int, ...]] = ByteLRU(
             RESULT_CACHE_ITEMS, RESULT_CACHE_BYTES, lambda key, hits: text_bytes(key[0]) + 64 + 8 * len(hits)
         )

@@ -12,7 +12,6 @@ verl-agent's gigpo/core_gigpo.py for GiGPO); where verl-agent or verl differ it 
 from __future__ import annotations
 
 import difflib
-import re
 from collections import defaultdict
 from typing import Any, Hashable, Literal, Sequence
 
@@ -59,6 +58,9 @@ def compute_grpo_outcome_advantage(
     per_traj_statistic: Literal["mean", "first"] = "mean",
 ) -> torch.Tensor:
     """GRPO (and Dr.GRPO) outcome advantage over step-samples.
+
+    Paper §4.0: A_i = (r_i − mean(r)) / std(r), broadcast to every token; in multi-turn GRPO
+    the group statistics run across all step-samples of the group (§4.0; §11, gotcha 3).
 
     s_i = Σ_t token_level_rewards[i, t]
     Group sample of g: cross_steps=True (default, the paper's GRPO): every row with index g
@@ -119,6 +121,8 @@ def compute_step_discounted_returns(
     rewards: torch.Tensor | Sequence[float], traj_index: Sequence[Hashable], gamma: float = 0.95
 ) -> torch.Tensor:
     """Discounted return of every step-sample within its trajectory (verl-agent).
+
+    Paper §4.3 (GiGPO step term): R_t = r_t + γ·R_{t+1}, γ = 0.95.
 
     For each trajectory, its rows in batch order form the time axis; backwards
     G_t = r_t + γ·G_{t+1}, with 0 after the last row. Computed in float32; returns (B,) float32."""
@@ -274,6 +278,9 @@ def compute_gigpo_outcome_advantage(
 ) -> torch.Tensor:
     """GiGPO advantage (verl-agent / ARL-Arena): A = A_E + ω·A_S.
 
+    Paper §4.3 (GiGPO, summary figure): A'_{i,k} = A_i + ω·A_step(ŷ_{i,k}); the step term
+    normalises the γ-discounted return R_t = r_t + γR_{t+1} within anchor-state groups.
+
     A_E = episode_norm_reward(cross-steps; mean_norm: s − μ, mean_std_norm: (s − μ)/(σ + ε);
           singleton group keeps s, or s/(1+ε))
     A_S = step_norm_reward of `step_rewards` (the γ-discounted step returns minus the invalid
@@ -320,20 +327,11 @@ def gigpo_advantage_components(
 
 # ------------------------------------------------------------------------------- EMPG
 
-TURN_RE = re.compile(r"you have already taken (\d+) step\(s\)")
-
-
-def turn_from_prompt(prompt: str) -> int:
-    """The turn index read from the prompt ('... you have already taken N step(s) ...'), else 0."""
-    m = TURN_RE.search(prompt)
-    return int(m.group(1)) if m else 0
-
-
 def compute_empg_advantage(
     advantages: torch.Tensor,
     old_entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    prompts: Sequence[str],
+    turns: Sequence[int],
     traj_index: Sequence[Hashable],
     k: float = 1.0,
     k_f: float = 1.0,
@@ -341,9 +339,12 @@ def compute_empg_advantage(
 ) -> torch.Tensor:
     """EMPG modulation of (usually GRPO) advantages (ARL-Arena `compute_EMPG_advantage`).
 
+    Paper §4.3 (EMPG, summary figure): A' = g(H_k)·A_i + ζ·f(H_{k+1}).
+
     H_i = Σ_t H·m / max(Σ_t m, 1);  Hn = (H − min H)/(max H − min H + 1e-8)   (over the batch)
     g = exp(−k·Hn); g = g/(mean(g) + 1e-8)  (float32);  f = exp(−k_f·Hn)  (float32)
-    turn_i from the prompt regex 'you have already taken (\\d+) step\\(s\\)' (else 0)
+    turn_i = the row's turn index (`TurnRecord.turn`; the reference reads it back from the
+      prompt text with a regex, which gives 0 on every row when the prompt shows no history)
     table[traj][turn] = f_i (later rows overwrite);  A_i ← g_i·A_i, then
     A_i += ζ·table[traj_i][turn_i+1] if turn_i + 1 < len(table[traj_i])
     (a missing turn there raises MissingTurnError, a KeyError/ValueError as the reference)
@@ -355,9 +356,9 @@ def compute_empg_advantage(
     g = (g / (g.mean() + 1e-8)).to(torch.float32)
     f = torch.exp(-k_f * hn).to(torch.float32)
     tix = _ids(traj_index)
-    if len(prompts) != len(tix) or len(tix) != advantages.shape[0]:
-        raise ValueError("prompts, traj_index and advantages must have one entry per row")
-    turns = [turn_from_prompt(p) for p in prompts]
+    if len(turns) != len(tix) or len(tix) != advantages.shape[0]:
+        raise ValueError("turns, traj_index and advantages must have one entry per row")
+    turns = [int(t) for t in turns]
     table: dict[Hashable, dict[int, torch.Tensor]] = defaultdict(dict)
     for i, (t, turn) in enumerate(zip(tix, turns)):
         table[t][turn] = f[i]

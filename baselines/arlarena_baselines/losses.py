@@ -12,15 +12,12 @@ mmean(v, m) = Σ where(m, v, 0)·m / (Σ m + 1e-8).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+from arlarena_envs.errors import UnknownNameError
+
 LOSS_AGG_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-KLKind = Literal["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"]
-
-
 @dataclass
 class PolicyLossOutput:
     """What every policy loss returns: the scalar loss and its diagnostics (0-d tensors)."""
@@ -30,7 +27,6 @@ class PolicyLossOutput:
     ppo_kl: torch.Tensor
     pg_clipfrac_lower: torch.Tensor
     num_masked_seqs: torch.Tensor
-    effective_mask: torch.Tensor  # the mask after the sequence mask (== response_mask without it)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -52,6 +48,9 @@ def _zero_masked(loss_mat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def agg_loss(loss_mat: torch.Tensor, loss_mask: torch.Tensor, loss_agg_mode: str) -> torch.Tensor:
     """Aggregate a (B, T) token loss to a scalar (ARL-Arena `agg_loss`).
+
+    Paper §4.1: token-mean weighs every token 1/Σ T_i (GRPO); seq-mean-token-mean weighs every
+    turn 1/G, its tokens 1/T_i (GRPO_ST).
 
     token-mean:              Σ_{i,t} m·L / (Σ m + 1e-8)                     (0 if no token)
     seq-mean-token-mean:     mean over rows with Σ_t m > 0 of Σ_t m·L / Σ_t m   (0.0 if none;
@@ -90,6 +89,9 @@ def apply_seq_mask(
     """ARL-Arena sequence mask (Finding 3): drop turns with negative advantage whose policy
     probability has already been pushed down.
 
+    Paper §4.2 (GRPO_SM, findings 2-3): drop whole negative-advantage sequences whose mean
+    log-ratio log(π_old/π_θ) exceeds δ.
+
     len_i = max(Σ_t m, 1);  Ā_i = Σ_t A·m / len_i;  ℓ_i = Σ_t (log π_old − log π_θ)·m / len_i
     reject_i = (Ā_i < 0) & (ℓ_i > δ);  effective_mask = m & ~reject_i
 
@@ -125,6 +127,10 @@ def compute_policy_loss_vanilla(
 ) -> PolicyLossOutput:
     """PPO token clip with clip-higher and dual clip (ARL-Arena `compute_policy_loss_vanilla`).
 
+    Paper §4.0 (the GRPO baseline objective, summary figure): J = (1/Σ_i T_i) Σ_i Σ_t
+    min(w_t·A_i, clip(w_t, 1±ε)·A_i), w_t = π_θ/π_old; the reference code adds the dual clip
+    (c = 3) for A < 0 and the ±20 log-ratio clamp, written out below.
+
     Δ = clamp(log π_θ − log π_old, −20, 20)   (verl-agent does not clamp);  r = exp(Δ)
     L1 = −A·r;  L2 = −A·clamp(r, 1−ε_low, 1+ε_high);  C1 = max(L1, L2)
     L3 = −A·c (c = clip_ratio_c > 1);  C2 = min(L3, C1);  L = where(A < 0, C2, C1)
@@ -154,7 +160,7 @@ def compute_policy_loss_vanilla(
         tis = torch.exp(old_log_prob - rollout_log_probs).clamp(max=tis_imp_ratio_cap)
         loss = loss * tis
     pg_loss = agg_loss(loss, mask, loss_agg_mode)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, clipfrac_lower, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, clipfrac_lower, num_masked)
 
 
 def compute_policy_loss_drgrpo(
@@ -170,7 +176,7 @@ def compute_policy_loss_drgrpo(
     max_response_len_per_turn: int = 500,
 ) -> PolicyLossOutput:
     """ARL-Arena Dr.GRPO loss: the vanilla PPO loss without the sequence mask, then
-    pg_loss /= max_response_len_per_turn. The ARL-Arena trainer uses
+    pg_loss /= max_response_len_per_turn (paper §4.1: in the code as `drgrpo`, no table row). The ARL-Arena trainer uses
     loss_agg_mode = seq-mean-token-sum, so the net per-token weight is 1/(B·L_max).
     Pair it with Dr.GRPO advantages (no std normalisation)."""
     out = compute_policy_loss_vanilla(
@@ -192,6 +198,10 @@ def compute_policy_loss_gspo(
     clip_ratio_high: float | None = None,
 ) -> PolicyLossOutput:
     """GSPO, GSPO-token form, with a turn-level (one response) sequence ratio.
+
+    Paper §4.2 (GSPO): J = (1/Σ T_i) Σ Σ min(s_i·A_i, clip(s_i, 1±ε)·A_i),
+    s_i = exp((1/|T_i|) Σ_t log π_θ/π_old); SAMPO's loss (§6.2) in the GSPO-token form
+    s_{i,t} = sg(s_i)·π_θ(y_t)/sg(π_θ(y_t)). Reference code: ARL-Arena `compute_policy_loss_gspo`.
 
     Δ = log π_θ − log π_old (no ±20 clamp);  len_i = max(Σ_t m, 1);  Δ̄_i = Σ_t Δ·m / len_i
     log s[i,t] = log π_θ[i,t] − sg(log π_θ[i,t]) + sg(Δ̄_i),  clamped to ≤ 10;  s = exp(log s)
@@ -216,7 +226,7 @@ def compute_policy_loss_gspo(
     clipfrac = masked_mean(torch.gt(l2, l1).to(log_prob.dtype), response_mask)
     ppo_kl = masked_mean(-delta, response_mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, torch.zeros((), dtype=torch.long), response_mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, torch.zeros((), dtype=torch.long))
 
 
 def compute_policy_loss_sapo(
@@ -236,6 +246,9 @@ def compute_policy_loss_sapo(
     tis_imp_ratio_cap: float = -1.0,
 ) -> PolicyLossOutput:
     """SAPO soft gate (ARL-Arena `compute_policy_loss_sapo`).
+
+    Paper §4.2 (SAPO): J = (1/Σ T_i) Σ Σ f_{i,t}(w_t)·A_i, f = (4/τ)·σ(τ(w_t − 1)),
+    τ = τ_pos if A > 0 else τ_neg (1.0 / 1.05).
 
     [optional sequence mask from the unclamped Δ -> m_eff]
     Δ = clamp(Δ, −20, 20); r = exp(Δ)
@@ -264,7 +277,7 @@ def compute_policy_loss_sapo(
     lo = ((ratio < 1 - eps_low) & (advantages < 0)).to(log_prob.dtype)
     clipfrac = masked_mean(torch.clamp(hi + lo, max=1.0), mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked)
 
 
 def compute_policy_loss_cispo(
@@ -281,6 +294,8 @@ def compute_policy_loss_cispo(
 ) -> PolicyLossOutput:
     """CISPO (ARL-Arena `compute_policy_loss_cispo`): clipped, stop-gradient IS weight on the
     REINFORCE term.
+
+    Paper §4.2 (CISPO): J = (1/Σ T_i) Σ Σ sg(ŵ_t)·A_i·log π_θ, ŵ_t = clip(w_t, 1−ε_low, 1+ε_high).
 
     [optional sequence mask from the unclamped Δ -> m_eff]
     Δ = clamp(Δ, −20, 20); r = exp(Δ); r̂ = clamp(r, 1−ε_low, 1+ε_high)
@@ -301,11 +316,13 @@ def compute_policy_loss_cispo(
     pg_loss = agg_loss(loss, mask, loss_agg_mode)
     clipfrac = masked_mean(torch.ne(ratio, clipped).to(log_prob.dtype), mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked)
 
 
 def kl_penalty(logprob: torch.Tensor, ref_logprob: torch.Tensor, kind: str = "low_var_kl") -> torch.Tensor:
     """Per-token KL estimate between the policy and the reference (ARL-Arena / verl).
+
+    Paper §6.2 / §7: the auxiliary KL loss β·KL_k3(π_θ ‖ π_ref), k3 = "low_var_kl", β = 0.01.
 
     kl, k1: logprob − ref;  abs: |logprob − ref|;  mse, k2: ½(logprob − ref)²
     low_var_kl, k3: d = clamp(ref − logprob, −20, 20); clamp(exp(d) − d − 1, −10, 10)
@@ -342,9 +359,25 @@ POLICY_LOSSES = {
 }
 
 
+# the AlgorithmConfig settings each loss takes besides the clip ranges and loss_agg_mode
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "vanilla": ("clip_ratio_c", "use_seq_mask", "seq_mask_delta"),
+    "drgrpo": ("clip_ratio_c", "max_response_len_per_turn"),
+    "gspo": (),
+    "sapo": ("use_seq_mask", "seq_mask_delta", "tau_pos", "tau_neg"),
+    "cispo": ("use_seq_mask", "seq_mask_delta"),
+}
+
+
+def loss_options(name: str) -> tuple[str, ...]:
+    """The extra settings loss `name` takes (see LOSS_OPTIONS)."""
+    get_policy_loss_fn(name)
+    return LOSS_OPTIONS[name]
+
+
 def get_policy_loss_fn(name: str):
     """The loss function registered under `name` (vanilla, drgrpo, gspo, sapo, cispo)."""
     try:
         return POLICY_LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown policy loss {name!r}; choose one of {sorted(POLICY_LOSSES)}") from None
+        raise UnknownNameError(f"unknown policy loss {name!r}; set algorithm.loss_mode to one of {sorted(POLICY_LOSSES)}") from None
