@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from arlarena_envs.contract import EnvSpec, GoldenFingerprint
-from arlarena_envs.errors import ConfigError, EnvNotFoundError, MissingDependencyError, SpecError
+from arlarena_envs.errors import ArlArenaError, ConfigError, EnvNotFoundError, InvalidArgumentError, MissingDependencyError, SpecError
 
 _lock = threading.Lock()
 _specs: dict[str, EnvSpec] | None = None
@@ -141,7 +141,12 @@ def _inprocess_env(spec: EnvSpec, url: str | None = None, token: str | None = No
             f"{spec.id} needs the extra(s) {missing}: pip install 'arlarena-envs[{','.join(missing)}]'"
         )
     cls = load_entry_point(spec.entry_point)
-    return cls(spec=spec, **{**spec.kwargs, **kwargs})
+    try:
+        return cls(spec=spec, **{**spec.kwargs, **kwargs})
+    except ArlArenaError:
+        raise
+    except (TypeError, ValueError) as e:  # an env kwarg of the wrong type or value (e.g. int("x"))
+        raise InvalidArgumentError(f"{spec.id} cannot be built with {kwargs!r}: {type(e).__name__}: {e}") from e
 
 
 # import name to look for, per pip extra named in a spec's `requires`

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from arlarena_envs.errors import DataError
+
 
 def clean_text(text: str) -> str:
     """`text` with lone surrogates replaced by U+FFFD (identity on valid Unicode)."""
@@ -28,13 +30,29 @@ def clean_text(text: str) -> str:
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
-def clean_json(value: Any) -> Any:
-    """`clean_text` applied to every string (keys included) of a decoded JSON value (recursive:
-    callers bound the nesting first, as the log readers do)."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {clean_text(k) if isinstance(k, str) else k: clean_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clean_json(v) for v in value]
-    return value
+def clean_json(value: Any, max_depth: int = 64) -> Any:
+    """`clean_text` applied to every string (keys included) of a decoded JSON value; a copy.
+    Iterative, so any depth is safe to walk; deeper than `max_depth` levels of lists/dicts is a
+    DataError (no boundary value of ARLArena nests that deep)."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]  # (value, parent, key, depth)
+    while stack:
+        v, parent, key, depth = stack.pop()
+        if isinstance(v, str):
+            parent[key] = clean_text(v)
+        elif isinstance(v, (dict, list)):
+            if depth >= max_depth:
+                raise DataError(f"a JSON value nested more than {max_depth} levels deep")
+            if isinstance(v, dict):
+                out: Any = {}
+                for k, x in v.items():
+                    ck = clean_text(k) if isinstance(k, str) else k
+                    out[ck] = None
+                    stack.append((x, out, ck, depth + 1))
+            else:
+                out = [None] * len(v)
+                stack.extend((x, out, i, depth + 1) for i, x in enumerate(v))
+            parent[key] = out
+        else:
+            parent[key] = v
+    return root[0]

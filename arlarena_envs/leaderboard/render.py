@@ -19,6 +19,7 @@ from arlarena_envs.errors import ArlArenaError, DataError
 from arlarena_envs.leaderboard.evaluate import row_figures
 from arlarena_envs.leaderboard.models import LeaderboardRow, RowInconsistentError, check_provenance, digest_records
 from arlarena_envs.registry import get_spec
+from arlarena_envs.unicode import clean_json
 
 # (key, header, numeric) of the main table, in order
 COLUMNS: list[tuple[str, str, bool]] = [
@@ -44,9 +45,10 @@ def load_row_files(results_dir: str | Path) -> list[tuple[Path, LeaderboardRow]]
     rows = []
     for p in sorted(root.glob("*/*.json")):
         try:
-            rows.append((p, LeaderboardRow.model_validate_json(p.read_text(encoding="utf-8"))))
-        except (ValidationError, UnicodeDecodeError) as e:
-            raise DataError(f"{p}: not a leaderboard row: {e}") from None
+            data = clean_json(json.loads(p.read_text(encoding="utf-8")))  # the text rule (unicode.py)
+            rows.append((p, LeaderboardRow.model_validate(data)))
+        except (ValidationError, ValueError, RecursionError, DataError) as e:  # ValueError: JSON, UTF-8
+            raise DataError(f"{p}: not a leaderboard row: {str(e)[:2000]}") from None
         except OSError as e:
             raise DataError(f"{p}: cannot read it: {e}") from None
     return sorted(rows, key=lambda pr: (pr[1].env_id, pr[1].policy))

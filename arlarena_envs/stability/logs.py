@@ -143,23 +143,12 @@ def merge_split_rows(records: list[MetricRecord]) -> list[MetricRecord]:
 MAX_NESTING = 32  # a metrics row is flat; extras may hold small structures, nothing deeper
 
 
-def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
-    """Depth of nested lists/dicts (iterative; stops counting past `limit`)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, (list, dict)):
-            deepest = max(deepest, d)
-            if deepest > limit:
-                return deepest
-            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
-    return deepest
-
-
 def _record(row: dict[str, Any], where: str) -> MetricRecord:
-    if nesting_depth(row) > MAX_NESTING:
-        raise DataError(f"{where}: values nested more than {MAX_NESTING} levels deep; not a metrics row")
-    mapped = classify_phase(map_row(clean_json(row)))
+    try:
+        row = clean_json(row, max_depth=MAX_NESTING)
+    except DataError as e:
+        raise DataError(f"{where}: {e}; not a metrics row") from None
+    mapped = classify_phase(map_row(row))
     if "step" not in mapped:
         raise DataError(f"{where}: no step column (one of {list(STEP_KEYS)}); add one to the log")
     try:
