@@ -12,7 +12,9 @@ Status precedence (the first that applies wins):
                       or the response was cut at `max_chars` and did not parse
   no_tag              strict mode: <think> missing/duplicated, or text outside the two blocks
   empty               <action></action> holds only whitespace
-  inadmissible        the action is not in `admissible` (when a list is given)
+  inadmissible        the action is not in `admissible` (when a list is given); in an env, also an
+                      action the env refuses by its own bounds (a WebShop `search[...]` longer
+                      than MAX_QUERY_CHARS): env-specific limits map here, not to new statuses
   ok
 
 Whenever one action block can be located, `action` carries its content even if the status is

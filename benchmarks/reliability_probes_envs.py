@@ -257,8 +257,9 @@ def probe_leaderboard(n: int = 60) -> dict[str, Any]:
                 d[key]["mean"] = float(d[key]["mean"]) * 0.5 + 0.01
                 yield f"edited {key}", d, True
             d = json.loads(json.dumps(good))
-            d["records"][0]["won"] = not d["records"][0]["won"]
-            yield "edited record", d, True
+            if d.get("records"):
+                d["records"][0]["won"] = not d["records"][0]["won"]
+                yield "edited record", d, True
             d = json.loads(json.dumps(good))
             d["episodes"] -= 1
             yield "episode count", d, True
