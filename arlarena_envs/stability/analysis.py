@@ -28,7 +28,7 @@ its trailing mean over `window` values):
 * stability_score = 100 * retention * calm when the run learned, with retention =
   clamp(final / peak, 0, 1) and calm = 1 - critical_step_frac; 0 when it never learned (there
   was nothing to keep: a flat or pure-noise run would otherwise score final/peak of two noise
-  values, ~40). 100 = kept its best success and never raised a critical alarm; a run that
+  values, a mid-range number). 100 = kept its best success and never raised a critical alarm; a run that
   collapses to zero scores ~0. It measures stability of what was learned, not skill.
 
 Across runs, runs are grouped by name with a trailing seed suffix removed (`cispo_seed1`,
