@@ -60,11 +60,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(runner(args) or 0)
     except ArlArenaError as e:
-        print(f"arlarena {name}: error: {e}", file=sys.stderr)
+        print(f"arlarena {name}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system or a peer refused (a path the user gave, a full disk)
+        print(f"arlarena {name}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"arlarena {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str, limit: int = 2000) -> str:
+    """An error message as one line (validation errors span several) of bounded length."""
+    text = " | ".join(part.strip() for part in message.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

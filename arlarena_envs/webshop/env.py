@@ -5,6 +5,9 @@ Pages and actions as the original text env (`WebAgentTextEnv`): search page -> r
 `features`, `reviews`, `< prev`, `buy now`) -> sub-pages (`< prev` back to the item page).
 Actions: `search[<query>]` where the page has a search bar (from any page with
 `search_anywhere=True`, as the original allows) and `click[<clickable>]` (lower-cased, as listed).
+A query longer than `MAX_QUERY_CHARS` (after stripping) is not accepted: it parses as
+`inadmissible` and is never executed (the original has no bound; a megabyte-long query would cost
+seconds of search and make every later state hash expensive).
 
 Reward as the paper: 10 when the purchase scores native reward 1.0, else 0
 (`reward_mode="score"` pays the native reward in [0, 1] instead); `info["score"]` is the native
@@ -20,13 +23,16 @@ from typing import Any
 import numpy as np
 
 from arlarena_envs.core import TextEnv
-from arlarena_envs.errors import DataError
+from arlarena_envs.errors import DataError, InvalidArgumentError
 from arlarena_envs.webshop import pages
 from arlarena_envs.webshop.catalogue import Catalogue
 from arlarena_envs.webshop.matching import token_set_ratio
 from arlarena_envs.webshop.reward import get_reward
 
 SUCCESS_REWARD = 10.0
+MAX_QUERY_CHARS = 500  # longest search[...] text accepted (goal instructions are < 300 chars)
+_STATE_FIELDS = ("_page", "_keywords", "_results", "_page_no", "_asin", "_options", "_sub", "_clicked",
+                 "_reward", "_reward_info", "_nodes_cache", "_clickables_cache")
 BASE_URL = "http://127.0.0.1:3000"
 _PRICE_CLAUSE = re.compile(r",? and price lower than [\d.]+ dollars$")
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
@@ -56,11 +62,11 @@ class WebShopEnv(TextEnv):
     ):
         super().__init__(**kwargs)
         if observation_mode not in ("text", "text_rich"):
-            raise ValueError(f"observation_mode must be 'text' or 'text_rich', got {observation_mode!r}")
+            raise InvalidArgumentError(f"observation_mode must be 'text' or 'text_rich', got {observation_mode!r}")
         if reward_mode not in ("success", "score"):
-            raise ValueError(f"reward_mode must be 'success' or 'score', got {reward_mode!r}")
+            raise InvalidArgumentError(f"reward_mode must be 'success' or 'score', got {reward_mode!r}")
         if score_mode not in ("original", "corrected"):
-            raise ValueError(f"score_mode must be 'original' or 'corrected', got {score_mode!r}")
+            raise InvalidArgumentError(f"score_mode must be 'original' or 'corrected', got {score_mode!r}")
         self.observation_mode = observation_mode
         self.reward_mode = reward_mode
         self.score_mode = score_mode
@@ -71,12 +77,12 @@ class WebShopEnv(TextEnv):
             from arlarena_envs.webshop.generator import PRODUCTS_PER_TYPE, load_embedded_catalogue
 
             if data_dir is not None or human_goals:
-                raise ValueError(
+                raise InvalidArgumentError(
                     "data_dir / human_goals apply to the original data: use "
                     "make('arlarena/WebShop-original-v0', data_dir=...) (or catalogue='original')"
                 )
             if nouns not in (None, "catalogue"):
-                raise ValueError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
+                raise InvalidArgumentError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
             per_type = products_per_type or PRODUCTS_PER_TYPE
             spec_catalogue = catalogue_seed == 0 and per_type == PRODUCTS_PER_TYPE  # the one the spec's checksum is for
             self.catalogue: Catalogue = load_embedded_catalogue(
@@ -92,7 +98,7 @@ class WebShopEnv(TextEnv):
                 data_dir, human_goals=human_goals, price_seed=price_seed, nouns=nouns or "heuristic", spacy_model=spacy_model, expected=exp
             )
         else:
-            raise ValueError(f"catalogue must be 'embedded' or 'original', got {catalogue!r}")
+            raise InvalidArgumentError(f"catalogue must be 'embedded' or 'original', got {catalogue!r}")
         self._goal: dict[str, Any] = {}
         self._goal_id = 0
         self._reset_state()
@@ -189,13 +195,21 @@ class WebShopEnv(TextEnv):
             return None
         verb, arg = m.group(1).lower(), m.group(2)
         if verb == "search":
-            if not (self._has_search_bar() or self.search_anywhere) or not arg.strip():
+            if not (self._has_search_bar() or self.search_anywhere) or not arg.strip() or len(arg.strip()) > MAX_QUERY_CHARS:
                 return None
             return f"search[{arg.strip()}]"
         key = arg.strip().lower()
         if key == "search" or key not in self._clickables():
             return None
         return f"click[{key}]"
+
+    def _snapshot_state(self) -> Any:
+        # shallow copies suffice: _apply rebinds or mutates only these dict/set values
+        return {k: (v.copy() if isinstance(v, (dict, set)) else v) for k in _STATE_FIELDS for v in [getattr(self, k)]}
+
+    def _restore_state(self, snapshot: Any) -> None:
+        for k, v in snapshot.items():
+            setattr(self, k, v)
 
     def _state_key(self) -> Any:
         return {
