@@ -40,7 +40,8 @@ def _has_content(s: str) -> bool:
 
 def normalize_action(action: str) -> str:
     """Lower-case and collapse whitespace: the key used to compare actions. (str.split's
-    whitespace is exactly re's \s for str patterns; split/join is ~6x faster on long text.)"""
+    whitespace is exactly what re's whitespace class matches in str patterns; split/join is
+    several times faster on long text.)"""
     return " ".join(action.split()).lower()
 
 
