@@ -57,7 +57,7 @@ def test_store_equals_in_memory_catalogue(embedded_store):
     assert [st.products[i]["Title"] for i in (0, 5, len(mem.products) - 1)] == [mem.products[i]["Title"] for i in (0, 5, len(mem.products) - 1)]
     for q in _queries(mem):
         dense = top_k(st.index.scores(q), 50)
-        assert st.search(q) == st.index.top_k(q) == dense == mem.search(q), q
+        assert st.search(q) == st.index.top_k(q, method="pruned") == dense == mem.search(q), q
 
 
 def test_pruned_search_equals_dense_scores_on_a_skewed_index(tmp_path):
@@ -71,7 +71,9 @@ def test_pruned_search_equals_dense_scores_on_a_skewed_index(tmp_path):
     idx = StoreCatalogue(tmp_path / "s").index
     mem = SearchIndex([index_text(p) for p in prods])
     for q in ["common", "alpha common", "alpha alpha beta", "omega delta gamma beta alpha common", "beta gamma", "zzz alpha"]:
-        assert idx.top_k(q) == top_k(idx.scores(q), 50) == mem.search(q), q
+        assert idx.top_k(q, method="pruned") == idx.top_k(q) == top_k(idx.scores(q), 50) == mem.search(q), q
+    with pytest.raises(ValueError, match="method"):
+        idx.top_k("alpha", method="bogus")
 
 
 def test_two_processes_map_the_same_store(embedded_store):

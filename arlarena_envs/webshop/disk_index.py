@@ -35,6 +35,7 @@ VOCAB_BLOB, VOCAB_OFFSETS = "vocab.sorted.bin", "vocab.offsets.npy"
 MAX_SCORE, SEED_PTR, SEED_DOC = "max_score.npy", "seed_ptr.npy", "seed_docs.npy"
 RESULT_CACHE = 2048
 SEED_DOCS = 32  # per token, its best-scoring documents: the first candidates of a query
+DENSE_POSTINGS = 200_000  # below this many postings a dense sum beats pruning's fixed passes
 MARGIN = 1e-4  # relative slack on every bound: float32 sums in another order differ by ~1e-6
 
 
@@ -263,8 +264,13 @@ class DiskSearchIndex:
             out += got  # adding 0.0 leaves a float32 unchanged: same sums as the dense path
         return out
 
-    def top_k(self, query: str, k: int = SEARCH_RETURN_N) -> tuple[int, ...]:
-        """`top_k(self.scores(query), k)` without scoring every posting (MaxScore pruning).
+    def top_k(self, query: str, k: int = SEARCH_RETURN_N, method: str = "auto") -> tuple[int, ...]:
+        """`top_k(self.scores(query), k)`, by the cheaper of two exact methods.
+
+        "dense" adds every posting of the query's tokens into a score per document; "pruned"
+        (MaxScore) skips the postings of frequent, low-scoring tokens. "auto" takes dense when
+        the query's postings number below max(DENSE_POSTINGS, documents / 2) (pruning costs a few
+        passes over the documents), else pruned. Both give the same results (tests check it).
 
         1. theta0 = k-th best exact score among the query tokens' seed documents: a lower bound
            of the final k-th best score theta.
@@ -274,9 +280,16 @@ class DiskSearchIndex:
         3. theta1 = max(theta0, k-th best partial) (partial <= exact score, so still <= theta);
            candidates: partial + sum of non-essential bounds >= theta1; their exact scores
            (in query order, as the dense sum) give the same top k, ties by index."""
+        if method not in ("auto", "dense", "pruned"):
+            raise ValueError(f"method must be 'auto', 'dense' or 'pruned', got {method!r}")
         ids = self.token_ids(query)
         if not ids:
             return ()
+        if method == "auto":
+            postings = sum(int(self.indptr[t + 1] - self.indptr[t]) for t in ids)
+            method = "dense" if postings < max(DENSE_POSTINGS, self.num_docs // 2) else "pruned"
+        if method == "dense":
+            return top_k(self.scores(query), k)
         uniq, mult = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
         seeds = np.unique(np.concatenate([self.seed_docs[int(self.seed_ptr[t]) : int(self.seed_ptr[t + 1])] for t in uniq]))
         seed_scores = self.exact_scores(ids, seeds)
