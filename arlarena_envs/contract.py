@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from arlarena_envs.hashing import sha256_hex
+
 JsonDict = dict[str, Any]
 
 
@@ -57,10 +59,6 @@ class ParsedAction(_Model):
     format_valid: bool = Field(description="the response follows the required tag format")
     think: str | None = None
     raw_length: int = Field(0, description="length of the raw response in characters")
-
-    @property
-    def is_valid(self) -> bool:
-        return self.status is ParseStatus.OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -328,8 +326,6 @@ class EnvSpec(_Model):
 
     def fingerprint(self) -> str:
         """One hash over the golden fingerprints: changes whenever env behaviour changes."""
-        from arlarena_envs.hashing import sha256_hex
-
         return sha256_hex(json.dumps(sorted(g.sha256 for g in self.golden)))[:16]
 
 

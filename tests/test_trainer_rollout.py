@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from arlarena_baselines.bc import collect_oracle_examples, oracle_response
 from arlarena_baselines.rollout import RolloutEngine, collect_rollouts
-from arlarena_envs.contract import ParseStatus
+from arlarena_envs.contract import ParseStatus, SamplingParams
 from arlarena_envs.episodes import Reply
 from arlarena_envs.parsing import parse_response
 from arlarena_envs.pools import make_pool

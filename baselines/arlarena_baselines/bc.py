@@ -14,6 +14,7 @@ from arlarena_envs.pools import EnvPool
 from arlarena_envs.policies import wrap_tagged
 
 from arlarena_baselines.config import BCConfig
+from arlarena_baselines.logprobs import response_logprobs
 from arlarena_baselines.rollout import to_chat
 
 
@@ -84,8 +85,6 @@ def behaviour_clone(
     token-mean: −Σ m·log π / Σ m,   seq-mean-token-sum: −Σ m·log π / b (a short response's
     decisive token is not diluted). Logs a `phase="bc"` MetricRecord every 10 updates."""
     import torch
-
-    from arlarena_baselines.logprobs import response_logprobs
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     model.train()
