@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from arlarena_envs.webshop import store
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from arlarena_envs.webshop import store
-
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
@@ -40,8 +41,6 @@ def main(args: argparse.Namespace) -> int:
             m = store.build_original_store(args.out, args.from_original, args.price_seed, overwrite=args.force, progress=say)
         print(f"{args.out}: {m.products:,} products, {m.goals:,} goals, identity {m.identity}")
         return 0
-    from pathlib import Path
-
     root = Path(args.store)
     m = store.read_manifest(root)
     store.check_files(root, m, full=True)

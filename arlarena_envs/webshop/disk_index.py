@@ -18,13 +18,12 @@ worker processes share the pages through the OS page cache.
 from __future__ import annotations
 
 import bisect
-import functools
 import json
 import math
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -379,14 +378,3 @@ def top_k(scores: np.ndarray | None, k: int) -> tuple[int, ...]:
         hits, s = hits[keep], s[keep]
     order = np.lexsort((hits, -s.astype(np.float64)))[:k]
     return tuple(int(i) for i in hits[order])
-
-
-@functools.lru_cache(maxsize=8)
-def open_index(index_dir: str) -> DiskSearchIndex:
-    """The process-wide index of `index_dir` (opened once)."""
-    return DiskSearchIndex(index_dir)
-
-
-def add_documents(tokens: TokenIds, tokenizer: Tokenizer, docs: Iterable[str]) -> None:
-    for d in docs:
-        tokens.add(tokenizer(d))

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from arlarena_envs.errors import DataError
+from arlarena_envs.webshop.generator import TYPES, _product
+from arlarena_envs.webshop.original import ATTR_GLOBS, PRODUCT_GLOBS, _find, load_products
 
 _CHUNK = 1 << 20
 _WS = " \t\r\n"
@@ -125,22 +127,14 @@ def iter_json_object(path: str | os.PathLike) -> Iterator[tuple[str, Any]]:
 # ---------------------------------------------------------------------- the embedded generator
 
 
+_KINDS = [(category, spec) for category in sorted(TYPES) for spec in TYPES[category]]  # the 40 product types
+
+
 def generated_product(j: int, seed: int = 0) -> dict[str, Any]:
     """Product j of the streamed generated catalogue (independent of every other product)."""
-    from arlarena_envs.webshop.generator import TYPES, _product
-
     rng = random.Random((seed << 32) | j)
-    kinds = _TYPE_LIST or _type_list(TYPES)
-    category, spec = kinds[rng.randrange(len(kinds))]
+    category, spec = _KINDS[rng.randrange(len(_KINDS))]
     return _product(rng, j, category, spec)
-
-
-_TYPE_LIST: list[tuple[str, tuple]] = []
-
-
-def _type_list(types: dict[str, list[tuple]]) -> list[tuple[str, tuple]]:
-    _TYPE_LIST.extend((c, spec) for c in sorted(types) for spec in types[c])
-    return _TYPE_LIST
 
 
 def generated_products(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
@@ -192,8 +186,6 @@ def original_products(
 
     Same result as `original.load_products(json.load(items), json.load(attrs))`, one product at
     a time (synthetic goals only: human instructions are not read)."""
-    from arlarena_envs.webshop.original import ATTR_GLOBS, PRODUCT_GLOBS, _find, load_products
-
     root = Path(data_dir)
     p_path = root / products_file if products_file else _find(root, PRODUCT_GLOBS)
     a_path = root / attributes_file if attributes_file else _find(root, ATTR_GLOBS)
@@ -210,14 +202,14 @@ def original_products(
                 continue  # the original keeps the first product of an ASIN
             batch.append(raw)
             if len(batch) >= 1000:
-                yield from _clean(batch, table, seen, load_products)
+                yield from _clean(batch, table, seen)
                 batch = []
-        yield from _clean(batch, table, seen, load_products)
+        yield from _clean(batch, table, seen)
     finally:
         table.close()
 
 
-def _clean(batch: list[dict], table: _AttributeTable, seen: set[str], load_products) -> Iterator[dict[str, Any]]:
+def _clean(batch: list[dict], table: _AttributeTable, seen: set[str]) -> Iterator[dict[str, Any]]:
     for p in load_products(batch, table):  # type: ignore[arg-type]  # only .get is used
         seen.add(p["asin"])
         yield p

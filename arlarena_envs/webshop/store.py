@@ -46,7 +46,9 @@ from pydantic import BaseModel, ConfigDict
 from arlarena_envs.errors import DataError
 from arlarena_envs.webshop.catalogue import GOAL_SHUFFLE_SEED, cached, price_upper_for
 from arlarena_envs.webshop.disk_index import DiskSearchIndex, TokenIds, Tokenizer, build_index
+from arlarena_envs.webshop.nouns import heuristic_nouns
 from arlarena_envs.webshop.search import index_text
+from arlarena_envs.webshop.sources import generated_products, original_products
 
 FORMAT = "arlarena-webshop-store/1"
 STORE_ENV_VAR = "ARLARENA_WEBSHOP_STORE"
@@ -385,11 +387,7 @@ class StoreCatalogue:
         self.by_asin = AsinIndex(a["asins"], a["asin_order"])
         self.prices = PricesView(self.by_asin, self.price)
         self.goals = GoalsView(self)
-        self.noun_fn = None
-        if self.manifest.nouns == "heuristic":
-            from arlarena_envs.webshop.nouns import heuristic_nouns
-
-            self.noun_fn = heuristic_nouns
+        self.noun_fn = heuristic_nouns if self.manifest.nouns == "heuristic" else None
         self._index: DiskSearchIndex | None = None
         self._lock = threading.Lock()
 
@@ -414,12 +412,7 @@ class StoreCatalogue:
         """Nouns of a product name: stored with the product (generated), else the noun function."""
         got = self._nouns.get(name)
         if got is None:
-            if self.noun_fn is None:
-                from arlarena_envs.webshop.nouns import heuristic_nouns
-
-                got = tuple(heuristic_nouns(name))
-            else:
-                got = tuple(self.noun_fn(name))
+            got = tuple((self.noun_fn or heuristic_nouns)(name))
             if len(self._nouns) > 100_000:
                 self._nouns.clear()
             self._nouns[name] = got
@@ -479,8 +472,6 @@ def open_store(store: str | os.PathLike | None, verify: Literal["sizes", "full"]
 
 def build_generated_store(out_dir: str | os.PathLike, products: int, seed: int = 0, **kw: Any) -> Manifest:
     """A store of `products` streamed generated products (sources.generated_products)."""
-    from arlarena_envs.webshop.sources import generated_products
-
     return write_store(generated_products(products, seed), out_dir, name=f"generated-{products}-seed{seed}",
                        source={"kind": "generated", "products": products, "seed": seed},
                        price_rule="embedded", price_seed=seed + 1, nouns="catalogue", **kw)
@@ -488,8 +479,6 @@ def build_generated_store(out_dir: str | os.PathLike, products: int, seed: int =
 
 def build_original_store(out_dir: str | os.PathLike, data_dir: str | os.PathLike, price_seed: int = 0, **kw: Any) -> Manifest:
     """A store of the original files in `data_dir` (streamed), synthetic goals, price seed."""
-    from arlarena_envs.webshop.sources import original_products
-
     files = {k: kw.pop(k) for k in ("products_file", "attributes_file") if k in kw}
     return write_store(original_products(data_dir, **files), out_dir, name=f"original-{Path(data_dir).name}",
                        source={"kind": "original", "data_dir": Path(data_dir).name, **files},
