@@ -277,8 +277,11 @@ class DiskSearchIndex:
            whose bounds sum below theta0 is non-essential: a document found only there scores
            < theta0 <= theta. Only the essential tokens' postings are added up (`partial`).
         3. theta1 = max(theta0, k-th best partial) (partial <= exact score, so still <= theta);
-           candidates: partial + sum of non-essential bounds >= theta1; their exact scores
-           (in query order, as the dense sum) give the same top k, ties by index."""
+           candidates: partial + sum of non-essential bounds >= theta1.
+        4. The non-essential tokens are looked up for the candidates one by one (largest bound
+           first); after each, theta1 rises to the k-th best sum so far and candidates that
+           cannot reach it are dropped. The survivors' exact scores (in query order, as the dense
+           sum) give the same top k, ties by index."""
         if method not in ("auto", "dense", "pruned"):
             raise ValueError(f"method must be 'auto', 'dense' or 'pruned', got {method!r}")
         ids = self.token_ids(query)
@@ -318,6 +321,9 @@ class DiskSearchIndex:
             t = int(uniq[j])
             upper += self._column_scores(t, cand) * int(mult[j])
             left -= float(bound[j])
+            # `upper` now holds exact parts of each candidate's score: its k-th best raises theta1
+            if upper.size > k:
+                theta1 = max(theta1, float(np.partition(upper, upper.size - k)[upper.size - k]) * (1 - MARGIN))
             keep = upper * (1 + MARGIN) + max(left, 0.0) >= theta1
             cand, upper = cand[keep], upper[keep]
         return top_k_of(cand, self.exact_scores(ids, cand), k)
