@@ -249,3 +249,16 @@ def test_damaged_store_is_refused(tmp_path):
         StoreCatalogue(tmp_path)
     with pytest.raises(DataError, match="store="):
         make("arlarena/WebShop-v0", catalogue="store")
+
+
+def test_search_caches_are_bounded(embedded_store):
+    from arlarena_envs.webshop.disk_index import CACHED_QUERY_CHARS, Tokenizer
+
+    st = StoreCatalogue(embedded_store)
+    long_query = "shoes " * (CACHED_QUERY_CHARS // 6 + 1)
+    assert st.search(long_query) == top_k(st.index.scores(long_query), 50) != ()
+    assert all(len(key) < CACHED_QUERY_CHARS + 8 for key in st.index._cache)
+    tok = Tokenizer(max_cache_bytes=2000)
+    for i in range(200):
+        assert tok(f"word{i}s running") == [f"word{i}", "run"]
+        assert tok._bytes <= 2000

@@ -32,35 +32,44 @@ from arlarena_envs.webshop.search import B, K1, SEARCH_RETURN_N, _WORD
 DATA, INDICES, INDPTR = "data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.npy"
 VOCAB_BLOB, VOCAB_OFFSETS = "vocab.sorted.bin", "vocab.offsets.npy"
 MAX_SCORE, SEED_PTR, SEED_DOC = "max_score.npy", "seed_ptr.npy", "seed_docs.npy"
-RESULT_CACHE = 2048
+RESULT_CACHE = 2048  # queries; longer than CACHED_QUERY_CHARS are not cached
+CACHED_QUERY_CHARS = 1000
+CACHE_BYTES = 16 << 20  # the stem cache's bound
 SEED_DOCS = 32  # per token, its best-scoring documents: the first candidates of a query
 DENSE_POSTINGS = 200_000  # below this many postings a dense sum beats pruning's fixed passes
 MARGIN = 1e-4  # relative slack on every bound: float32 sums in another order differ by ~1e-6
 
 
 class Tokenizer:
-    """`SearchIndex._tokens`: lower case -> words of 2+ chars -> drop stop words -> stem (cached)."""
+    """`SearchIndex._tokens`: lower case -> words of 2+ chars -> drop stop words -> stem (cached,
+    the cache bounded by bytes against unbounded query vocabularies)."""
 
-    def __init__(self, max_cache: int = 200_000):
+    def __init__(self, max_cache_bytes: int = CACHE_BYTES):
         import Stemmer
         from bm25s.stopwords import STOPWORDS_EN
 
         self._stop = frozenset(STOPWORDS_EN)
         self._stemmer = Stemmer.Stemmer("english")
         self._stems: dict[str, str] = {}
-        self._max = max_cache
+        self._bytes, self._max = 0, max_cache_bytes
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> list[str]:
         words = [w for w in _WORD.findall(text.lower()) if w not in self._stop]
         with self._lock:
             missing = [w for w in set(words) if w not in self._stems]
-            if missing:
-                if len(self._stems) > self._max:
-                    self._stems.clear()
-                    missing = list(set(words))
-                self._stems.update(zip(missing, self._stemmer.stemWords(missing)))
-            return [self._stems[w] for w in words]
+            if not missing:
+                return [self._stems[w] for w in words]
+            new = dict(zip(missing, self._stemmer.stemWords(missing)))
+            out = [new[w] if w in new else self._stems[w] for w in words]
+            added = sum(2 * len(w) + 100 for w in new)
+            if self._bytes + added > self._max:
+                self._stems.clear()
+                self._bytes = 0
+            if added <= self._max:
+                self._stems.update(new)
+                self._bytes += added
+            return out
 
 
 class TokenIds:
@@ -192,9 +201,10 @@ class _SortedVocab(Sequence[bytes]):
         b = token.encode("utf-8", "surrogatepass")
         i = bisect.bisect_left(self, b)
         got = i if i < len(self) and self[i] == b else None
-        if len(self._ids) > 100_000:  # bounded against unbounded query vocabularies
-            self._ids.clear()
-        self._ids[token] = got
+        if len(token) <= 100:  # bounded by count and key length against unbounded query vocabularies
+            if len(self._ids) > 100_000:
+                self._ids.clear()
+            self._ids[token] = got
         return got
 
 
@@ -245,6 +255,8 @@ class DiskSearchIndex:
                 self._cache.move_to_end(key)
                 return got
         got = self.top_k(query, k)
+        if len(query) > CACHED_QUERY_CHARS:
+            return got
         with self._lock:
             self._cache[key] = got
             if len(self._cache) > RESULT_CACHE:
