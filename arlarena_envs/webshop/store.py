@@ -80,6 +80,7 @@ class Manifest(BaseModel):
     index: dict[str, int]
     build_seconds: float
     stage_seconds: dict[str, float]  # products (stream + write, of which tokenize), goals (prices, bounds, order), index (arrays)
+    stage_cpu_seconds: dict[str, float] = {}  # the same stages in CPU time of the building process
     files: dict[str, FileEntry]
     identity: str  # sha256 of the canonical JSON of `files`: the store's checksum
 
@@ -129,7 +130,7 @@ def write_store(
     progress: Callable[[str], None] | None = None,
 ) -> Manifest:
     """Write the store of the cleaned `products` (streamed once) to `out_dir`; returns its manifest."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     say = progress or (lambda msg: None)
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -139,7 +140,7 @@ def write_store(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        manifest = _write(products, tmp, name=name, source=source, price_rule=price_rule, price_seed=price_seed, nouns=nouns, say=say, t0=t0)
+        manifest = _write(products, tmp, name=name, source=source, price_rule=price_rule, price_seed=price_seed, nouns=nouns, say=say, t0=t0, c0=c0)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -150,7 +151,7 @@ def write_store(
     return manifest
 
 
-def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, say, t0) -> Manifest:
+def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, say, t0, c0) -> Manifest:
     offsets = [0]
     asins: list[str] = []
     pricings: list[tuple[float, ...]] = []
@@ -160,7 +161,7 @@ def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, 
     attr_vocab: dict[str, int] = {}
     attr_count: list[int] = []  # goals per attribute (one count per attribute occurrence per goal)
     tokenizer, tokens = Tokenizer(), TokenIds()
-    pos, tokenize_s = 0, 0.0
+    pos, tokenize_s, tokenize_cpu = 0, 0.0, 0.0
     with open(tmp / "products.jsonl", "wb") as blob:
         for i, p in enumerate(products):
             rec = {k: p[k] for k in PRODUCT_KEYS if k in p}
@@ -190,15 +191,16 @@ def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, 
                     attr_count[a] += count
             n_goals.append(count)
             attr_ids.append(ids)
-            t_tok = time.perf_counter()
+            t_tok, c_tok = time.perf_counter(), time.process_time()
             tokens.add(tokenizer(index_text(p)))
             tokenize_s += time.perf_counter() - t_tok
+            tokenize_cpu += time.process_time() - c_tok
             if (i + 1) % 100_000 == 0:
                 say(f"  {i + 1:,} products written ({time.perf_counter() - t0:.0f} s)")
     n = len(asins)
     if n == 0:
         raise DataError("the product source yielded no product: nothing to store")
-    t_products = time.perf_counter()
+    t_products, c_products = time.perf_counter(), time.process_time()
     say(f"products: {n:,} ({t_products - t0:.1f} s); prices, goals, index next")
     rng = random.Random(price_seed)
     price = np.array([product_price(pr, price_rule, rng) for pr in pricings], dtype=np.float64)
@@ -225,15 +227,16 @@ def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, 
               "price_upper": upper, "weight": weight, "goal_start": goal_start, "goal_order": goal_order}
     for k, v in arrays.items():
         np.save(tmp / f"{k}.npy", v)
-    t_goals = time.perf_counter()
+    t_goals, c_goals = time.perf_counter(), time.process_time()
     say(f"goals: {n_total:,} ({t_goals - t0:.1f} s); indexing")
     index_stats = build_index(tokens, tmp / "index")
-    t_index = time.perf_counter()
+    t_index, c_index = time.perf_counter(), time.process_time()
     stages = {"products": round(t_products - t0, 2), "of which tokenize": round(tokenize_s, 2), "goals": round(t_goals - t_products, 2), "index": round(t_index - t_goals, 2)}
+    cpu = {"products": round(c_products - c0, 2), "of which tokenize": round(tokenize_cpu, 2), "goals": round(c_goals - c_products, 2), "index": round(c_index - c_goals, 2)}
     say(f"index: {index_stats} ({time.perf_counter() - t0:.1f} s); hashing")
     files = {str(f.relative_to(tmp)): FileEntry(bytes=f.stat().st_size, sha256=_file_sha256(f)) for f in sorted(tmp.rglob("*")) if f.is_file()}
     manifest = Manifest(name=name, source=source, products=n, goals=n_total, price_rule=price_rule, price_seed=price_seed, nouns=nouns,
-                        index=index_stats, build_seconds=round(time.perf_counter() - t0, 2), stage_seconds=stages, files=files, identity=files_identity(files))
+                        index=index_stats, build_seconds=round(time.perf_counter() - t0, 2), stage_seconds=stages, stage_cpu_seconds=cpu, files=files, identity=files_identity(files))
     (tmp / "manifest.json").write_text(manifest.model_dump_json(indent=1), encoding="utf-8")
     return manifest
 
