@@ -379,13 +379,14 @@ class StoreCatalogue:
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         check_files(self.root, self.manifest, full=verify == "full")
-        a = {k: np.load(self.root / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
+        # plain ndarray views of the memory maps: np.memmap's Python-level slicing is slow
+        a = {k: np.load(self.root / f"{k}.npy", mmap_mode="r").view(np.ndarray) for k in ARRAYS}
         self.price, self.price_upper, self.weight = a["price"], a["price_upper"], a["weight"]
         self.goal_start, self.goal_order = a["goal_start"], a["goal_order"]
         self.name = f"store:{self.manifest.name}"
         self.identity = self.manifest.identity
         self._nouns: dict[str, tuple[str, ...]] = {}
-        blob = np.memmap(self.root / "products.jsonl", dtype=np.uint8, mode="r")
+        blob = np.memmap(self.root / "products.jsonl", dtype=np.uint8, mode="r").view(np.ndarray)
         self.products = ProductsView(blob, a["offsets"], self._remember_nouns)
         self.by_asin = AsinIndex(a["asins"], a["asin_order"])
         self.prices = PricesView(self.by_asin, self.price)
