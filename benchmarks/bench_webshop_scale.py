@@ -50,6 +50,16 @@ def _queries(cat, n: int, seed: int = 0) -> list[str]:
     return out
 
 
+def _anonymous_bytes() -> int:
+    """Anonymous memory (heap, arrays) of this process: USS without the page-cache pages of the
+    mapped store that only this process has touched so far (those are shared once others map them)."""
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("Anonymous:"))
+    except (OSError, StopIteration):
+        return 0
+
+
 def worker(store: str, queries: int, steps: int, seed: int) -> None:
     """One worker process: make + reset, play, time uncached searches, report memory; then wait."""
     t_make = time.perf_counter()
@@ -86,7 +96,7 @@ def worker(store: str, queries: int, steps: int, seed: int) -> None:
                 result[f"{name}search_{kind}_p99_ms"] = 1000 * xs[int(len(xs) * 0.99)]
         result["queries"] = len(qs)
     mem = psutil.Process().memory_full_info()
-    result.update(uss_mb=mem.uss * MB, pss_mb=mem.pss * MB, rss_mb=mem.rss * MB)
+    result.update(uss_mb=mem.uss * MB, pss_mb=mem.pss * MB, rss_mb=mem.rss * MB, anon_mb=_anonymous_bytes() * MB)
     print(json.dumps(result), flush=True)
     sys.stdin.readline()  # stay alive (holding the mapped pages) until the parent is done
 
@@ -169,7 +179,7 @@ def main() -> None:
                           f"(target < 5: {r[name + 'search_cpu_p50_ms'] / 5:.2f}x), p99 {r[name + 'search_cpu_p99_ms']:.2f} ms "
                           f"(target < 20: {r[name + 'search_cpu_p99_ms'] / 20:.2f}x); wall p50 {r[name + 'search_wall_p50_ms']:.2f} ms, p99 {r[name + 'search_wall_p99_ms']:.2f} ms")
             which = "first" if w == 0 else f"+{w}"
-            print(f"worker {which}: USS {r['uss_mb']:.0f} MB, PSS {r['pss_mb']:.0f} MB, RSS {r['rss_mb']:.0f} MB; "
+            print(f"worker {which}: USS {r['uss_mb']:.0f} MB (anonymous {r['anon_mb']:.0f} MB), PSS {r['pss_mb']:.0f} MB, RSS {r['rss_mb']:.0f} MB; "
                   f"first reset {r['first_reset_s']:.2f} s (make + reset), {r['start_to_first_obs_s']:.2f} s wall / "
                   f"{r['cpu_to_first_obs_s']:.2f} s CPU from process start (target < 2 s: {r['cpu_to_first_obs_s'] / 2:.2f}x of CPU)" + ("" if w == 0 else f"; USS target < 100 MB: {r['uss_mb'] / 100:.2f}x"))
     finally:

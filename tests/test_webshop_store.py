@@ -14,7 +14,7 @@ import pytest
 
 from arlarena_envs.errors import DataError
 from arlarena_envs.registry import make
-from arlarena_envs.webshop import sources
+from arlarena_envs.webshop import disk_index, sources
 from arlarena_envs.webshop.catalogue import checksum
 from arlarena_envs.webshop.disk_index import top_k
 from arlarena_envs.webshop.generator import generate_products, load_embedded_catalogue
@@ -38,9 +38,19 @@ def _queries(cat, n=150, seed=0):
 
 @pytest.fixture(scope="module")
 def embedded_store(tmp_path_factory):
-    """The embedded catalogue (seed 0, 50 per type) written as a store."""
+    """The embedded catalogue (seed 0, 50 per type) written as a store (with dense rows for the
+    frequent tokens, which large indexes get)."""
     out = tmp_path_factory.mktemp("store") / "embedded"
-    write_store(generate_products(0, PER_TYPE), out, name="embedded-50", source={"kind": "test"}, price_rule="embedded", price_seed=1, nouns="catalogue")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(disk_index, "DENSE_ROW_MIN_DOCS", 0)
+    mp.setattr(disk_index, "DENSE_ROWS_MAX", 16)
+    try:
+        write_store(
+            generate_products(0, PER_TYPE), out, name="embedded-50", source={"kind": "test"}, price_rule="embedded", price_seed=1, nouns="catalogue"
+        )
+    finally:
+        mp.undo()
+    assert StoreCatalogue(out).index.dense_rows.shape == (16, 40 * PER_TYPE)
     return out
 
 
@@ -60,7 +70,10 @@ def test_store_equals_in_memory_catalogue(embedded_store):
         assert st.search(q) == st.index.top_k(q, method="pruned") == dense == mem.search(q), q
 
 
-def test_pruned_search_equals_dense_scores_on_a_skewed_index(tmp_path):
+@pytest.mark.parametrize("dense_rows", [False, True])
+def test_pruned_search_equals_dense_scores_on_a_skewed_index(tmp_path, monkeypatch, dense_rows):
+    if dense_rows:
+        monkeypatch.setattr(disk_index, "DENSE_ROW_MIN_DOCS", 0)
     # many near-identical documents and a token in every one: the ties and bounds MaxScore must get right
     rng = random.Random(3)
     vocab = ["alpha", "beta", "gamma", "delta", "omega", "common"]

@@ -36,6 +36,10 @@ RESULT_CACHE = 2048  # queries; longer than CACHED_QUERY_CHARS are not cached
 CACHED_QUERY_CHARS = 1000
 CACHE_BYTES = 16 << 20  # the stem cache's bound
 SEED_DOCS = 32  # per token, its best-scoring documents: the first candidates of a query
+DENSE_SLOT, DENSE_ROWS = "dense_slot.npy", "dense_rows.npy"
+DENSE_ROW_FRACTION = 1 / 16  # tokens in at least this share of documents get a dense row...
+DENSE_ROWS_MAX = 64  # ...at most this many (64 x 4 MB at 1M documents)...
+DENSE_ROW_MIN_DOCS = 50_000  # ...in indexes of at least this many documents
 DENSE_POSTINGS = 200_000  # below this many postings a dense sum beats pruning's fixed passes
 MARGIN = 1e-4  # relative slack on every bound: float32 sums in another order differ by ~1e-6
 
@@ -136,6 +140,7 @@ def build_index(tokens: TokenIds, out_dir: str | Path) -> dict[str, int]:
     np.save(out / INDICES, row)
     np.save(out / INDPTR, indptr)
     _save_pruning_tables(out, data, row, indptr)
+    _save_dense_rows(out, data, row, indptr, n_docs)
     blob = "".join(sorted_words).encode("utf-8", "surrogatepass")
     offsets = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum([len(w.encode("utf-8", "surrogatepass")) for w in sorted_words], out=offsets[1:])
@@ -147,6 +152,24 @@ def build_index(tokens: TokenIds, out_dir: str | Path) -> dict[str, int]:
     (out / "params.index.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
     (out / "vocab.index.json").write_text(json.dumps({w: i for i, w in enumerate(sorted_words)}, ensure_ascii=False), encoding="utf-8")
     return {"docs": n_docs, "vocab": n_vocab, "postings": int(data.size)}
+
+
+def _save_dense_rows(out: Path, data: np.ndarray, rows: np.ndarray, indptr: np.ndarray, n_docs: int) -> None:
+    """The most frequent tokens' scores as dense float32 rows (0.0 where absent), so a query
+    adds them with one vector add instead of a scatter of up to N postings (x + 0.0 == x, so the
+    sums are unchanged)."""
+    df = np.diff(indptr)
+    frequent: list[int] = []
+    if n_docs >= DENSE_ROW_MIN_DOCS:
+        frequent = [int(t) for t in np.argsort(-df, kind="stable")[:DENSE_ROWS_MAX] if df[t] >= max(1, n_docs * DENSE_ROW_FRACTION)]
+    slot = np.full(df.size, -1, dtype=np.int32)
+    mat = np.zeros((len(frequent), n_docs), dtype=np.float32)
+    for i, t in enumerate(frequent):
+        s, e = int(indptr[t]), int(indptr[t + 1])
+        mat[i, rows[s:e]] = data[s:e]
+        slot[t] = i
+    np.save(out / DENSE_SLOT, slot)
+    np.save(out / DENSE_ROWS, mat)
 
 
 def _save_pruning_tables(out: Path, data: np.ndarray, rows: np.ndarray, indptr: np.ndarray) -> None:
@@ -223,6 +246,9 @@ class DiskSearchIndex:
         self.max_score = _mapped(d / MAX_SCORE)
         self.seed_ptr = _mapped(d / SEED_PTR)
         self.seed_docs = _mapped(d / SEED_DOC)
+        self.dense_slot = _mapped(d / DENSE_SLOT)
+        rows = np.load(d / DENSE_ROWS, mmap_mode=None if self.dense_slot.max(initial=-1) < 0 else "r")  # an empty array cannot be mapped
+        self.dense_rows = rows.view(np.ndarray)
         self._tokens = Tokenizer()
         self._cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
@@ -242,9 +268,17 @@ class DiskSearchIndex:
             return None
         scores = np.zeros(self.num_docs, dtype=np.float32)
         for t in ids:
+            self._add(scores, t)
+        return scores
+
+    def _add(self, scores: np.ndarray, t: int) -> None:
+        """scores += token t's scores: one vector add for a dense-row token, else a scatter."""
+        j = int(self.dense_slot[t])
+        if j >= 0:
+            scores += self.dense_rows[j]
+        else:
             s, e = int(self.indptr[t]), int(self.indptr[t + 1])
             scores[self.indices[s:e]] += self.data[s:e]  # indices are unique within a column
-        return scores
 
     def search(self, query: str, k: int = SEARCH_RETURN_N) -> tuple[int, ...]:
         """Indices of the top-k documents with a positive score (score desc, index asc)."""
@@ -280,8 +314,8 @@ class DiskSearchIndex:
 
         "dense" adds every posting of the query's tokens into a score per document; "pruned"
         (MaxScore) skips the postings of frequent, low-scoring tokens. "auto" takes dense when
-        the query's postings number below max(DENSE_POSTINGS, documents / 2) (pruning costs a few
-        passes over the documents), else pruned. Both give the same results (tests check it).
+        the query's postings number below max(DENSE_POSTINGS, 2 x documents) (pruning costs a few
+        passes over the documents and lookups per candidate), else pruned. Both give the same results (tests check it).
 
         1. theta0 = k-th best exact score among the query tokens' seed documents: a lower bound
            of the final k-th best score theta.
@@ -301,7 +335,7 @@ class DiskSearchIndex:
             return ()
         if method == "auto":
             postings = sum(int(self.indptr[t + 1] - self.indptr[t]) for t in ids)
-            method = "dense" if postings < max(DENSE_POSTINGS, self.num_docs // 2) else "pruned"
+            method = "dense" if postings < max(DENSE_POSTINGS, 2 * self.num_docs) else "pruned"
         if method == "dense":
             return top_k(self.scores(query), k)
         uniq, mult = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
@@ -318,8 +352,7 @@ class DiskSearchIndex:
         partial = np.zeros(self.num_docs, dtype=np.float32)
         for t in ids:
             if t in essential:
-                s, e = int(self.indptr[t]), int(self.indptr[t + 1])
-                partial[self.indices[s:e]] += self.data[s:e]
+                self._add(partial, t)
         theta1 = max(theta0, _kth_largest(partial, k) * (1 - MARGIN))
         if theta1 <= 0:  # fewer than k documents score: every one is a result
             cand = np.flatnonzero(partial > 0)
@@ -342,6 +375,9 @@ class DiskSearchIndex:
 
     def _column_scores(self, t: int, docs: np.ndarray) -> np.ndarray:
         """s(t, d) for each of `docs` (sorted): 0 where t does not occur."""
+        j = int(self.dense_slot[t])
+        if j >= 0:
+            return self.dense_rows[j][docs].astype(np.float64)
         s, e = int(self.indptr[t]), int(self.indptr[t + 1])
         col = self.indices[s:e]
         out = np.zeros(docs.size, dtype=np.float64)
