@@ -275,3 +275,20 @@ def test_search_caches_are_bounded(embedded_store):
     for i in range(200):
         assert tok(f"word{i}s running") == [f"word{i}", "run"]
         assert tok._bytes <= 2000
+
+
+SHARED = ROOT.parent / "shared" / "data" / "webshop-1000"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data/webshop-1000 not present")
+def test_store_of_the_real_original_files_matches_the_spec_checksums(tmp_path):
+    """The original 1,000-product files through the streamed loader: WebShop-original-v0's
+    recorded product and goal checksums (goal k = the original's goal k)."""
+    from arlarena_envs.registry import get_spec
+    from arlarena_envs.webshop.original import _products_for_checksum
+
+    want = {d.name: d.sha256 for d in get_spec("arlarena/WebShop-original-v0").data}
+    build_original_store(tmp_path / "s", SHARED)
+    st = StoreCatalogue(tmp_path / "s")
+    assert checksum(_products_for_checksum(list(st.products))) == want["products"]
+    assert checksum(list(st.goals)) == want["goals"]
