@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stability": ("arlarena_envs.stability.cli", "stability report of training runs"),
     "leaderboard": ("arlarena_envs.leaderboard.cli", "evaluate policies and render the leaderboard"),
     "containers": ("arlarena_envs.containers", "build the env container images"),
+    "webshop": ("arlarena_envs.webshop.cli", "build / verify an on-disk WebShop catalogue (store)"),
     "demo": ("arlarena_envs.demo", "the main job: leaderboard of random/oracle + a tiny SAMPO run"),
 }
 

@@ -25,7 +25,8 @@ import numpy as np
 from arlarena_envs.core import TextEnv
 from arlarena_envs.errors import DataError, InvalidArgumentError
 from arlarena_envs.webshop import pages
-from arlarena_envs.webshop.catalogue import Catalogue
+from arlarena_envs.contract import SplitSpec
+from arlarena_envs.webshop.catalogue import Catalogue, derived_splits
 from arlarena_envs.webshop.matching import token_set_ratio
 from arlarena_envs.webshop.reward import get_reward
 
@@ -48,6 +49,7 @@ class WebShopEnv(TextEnv):
         catalogue_seed: int = 0,
         products_per_type: int | None = None,
         data_dir: str | None = None,
+        store: str | None = None,
         human_goals: bool = False,
         price_seed: int = 0,
         nouns: str | None = None,
@@ -97,8 +99,18 @@ class WebShopEnv(TextEnv):
             self.catalogue = load_original_catalogue(
                 data_dir, human_goals=human_goals, price_seed=price_seed, nouns=nouns or "heuristic", spacy_model=spacy_model, expected=exp
             )
+        elif catalogue == "store":
+            from arlarena_envs.webshop.store import open_store
+
+            if data_dir is not None or human_goals or products_per_type is not None:
+                raise InvalidArgumentError("a store holds its products and synthetic goals: build it with `arlarena webshop build-catalogue`, then pass only store=DIR")
+            self.catalogue = open_store(store)  # type: ignore[assignment]  # the same interface, memory-mapped
         else:
-            raise InvalidArgumentError(f"catalogue must be 'embedded' or 'original', got {catalogue!r}")
+            raise InvalidArgumentError(f"catalogue must be 'embedded', 'original' or 'store', got {catalogue!r}")
+        if store is not None and catalogue != "store":
+            raise InvalidArgumentError("store=DIR needs catalogue='store'")
+        # splits follow the catalogue's goal count (test: the spec's first goals, train: all others)
+        self._splits = derived_splits(len(self.catalogue.goals), self.env_spec.splits["test"].stop if "test" in self.env_spec.splits else 500)
         self._goal: dict[str, Any] = {}
         self._goal_id = 0
         self._reset_state()
@@ -118,6 +130,18 @@ class WebShopEnv(TextEnv):
         self._reward_info: dict[str, Any] = {}
         self._nodes_cache: list[pages.Node] | None = None
         self._clickables_cache: tuple[list[pages.Node], dict[str, tuple[str, str]]] | None = None
+
+    def _check_split(self, split: str) -> SplitSpec:
+        spec_split = super()._check_split(split)
+        splits = getattr(self, "_splits", None)
+        if splits is None:  # still in TextEnv.__init__: the catalogue is not loaded yet
+            return spec_split
+        if split not in splits:
+            raise DataError(
+                f"split {split!r} is empty for this catalogue ({len(self.catalogue.goals)} goals; test takes the first "
+                f"{splits['test'].size if 'test' in splits else 0}): use split='test' or a larger catalogue"
+            )
+        return splits[split]
 
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
         if not 0 <= task_id < len(self.catalogue.goals):
