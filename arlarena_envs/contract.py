@@ -23,6 +23,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Frozen(_Model):
+    """Spec models are immutable: `get_spec(id).protocol.max_steps = 3` raises (registry.get_spec
+    also hands out deep copies, so their dicts and lists cannot be edited in place either)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Actions
 # --------------------------------------------------------------------------------------------
@@ -195,7 +202,7 @@ class EpisodeRecord(_Model):
 # --------------------------------------------------------------------------------------------
 
 
-class Protocol(_Model):
+class Protocol(_Frozen):
     """How an env is played: the part of a spec that makes numbers comparable."""
 
     max_steps: int = Field(50, ge=1)
@@ -222,7 +229,7 @@ class Protocol(_Model):
         return Protocol.model_validate({**self.model_dump(), **upd})
 
 
-class SplitSpec(_Model):
+class SplitSpec(_Frozen):
     """A split is a range of task indices; `kind` says what an index means.
 
     seeds: index i -> procedural level seed `start + i` (Sokoban);
@@ -244,20 +251,20 @@ class SplitSpec(_Model):
         return self.stop - self.start
 
 
-class DataFile(_Model):
+class DataFile(_Frozen):
     name: str
     sha256: str
     description: str = ""
 
 
-class GoldenFingerprint(_Model):
+class GoldenFingerprint(_Frozen):
     split: str
     seed: int
     actions: list[str]
     sha256: str
 
 
-class SamplingParams(_Model):
+class SamplingParams(_Frozen):
     """How a model samples one response (one turn): the leaderboard protocol's and the
     trainer's (`rollout.sampling`, `rollout.eval_sampling`). Defaults: the paper's evaluation
     sampling (T 0.6, top_p 0.95, top_k 20)."""
@@ -268,13 +275,13 @@ class SamplingParams(_Model):
     max_new_tokens: int = Field(512, ge=1, description="max tokens per response")
 
 
-class LeaderboardProtocol(_Model):
+class LeaderboardProtocol(_Frozen):
     split: str
     episodes: int = Field(ge=1)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
 
 
-class CheckSettings(_Model):
+class CheckSettings(_Frozen):
     """How `arlarena check` exercises this env (slow engines may lower the counts, stated here)."""
 
     resets: int = Field(1000, ge=10, description="resets in the RSS/fd growth check")
@@ -282,7 +289,51 @@ class CheckSettings(_Model):
     steps_per_transcript: int = Field(30, ge=1)
 
 
-class EnvSpec(_Model):
+class ClientKwarg(_Frozen):
+    """One make() kwarg that clients of an env server may set (the spec's `client_kwargs:`).
+
+    A client value must have exactly `type` (strict: no "1" for 1, no true for 1, no 1.0 for 1),
+    lie in [`min`, `max`] (numbers; every element of an `int_list`), be one of `choices` when
+    given, and a `str` at most `max_length` characters. Paths, data switches and code-loading
+    kwargs (cache_dir, data_dir, verify_data, spacy_model) never belong here: only the operator
+    sets those (`arlarena serve --allow-kwarg NAME` lets clients set one anyway)."""
+
+    type: Literal["int", "float", "bool", "str", "int_list"]
+    min: float | None = None
+    max: float | None = None
+    choices: list[Any] | None = None
+    length: int | None = Field(None, ge=1, description="int_list: exact number of elements")
+    max_length: int = Field(256, ge=1, description="str: longest accepted value")
+    cache_key: bool = Field(
+        False, description="the env builds and keeps data per distinct value (the server bounds how many it holds)"
+    )
+    description: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not acceptable (None when it is)."""
+        scalar = {"int": int, "float": (int, float), "bool": bool, "str": str}
+        if self.type == "int_list":
+            if not isinstance(value, list) or any(not isinstance(v, int) or isinstance(v, bool) for v in value):
+                return f"must be a list of integers, got {value!r}"[:200]
+            if self.length is not None and len(value) != self.length:
+                return f"must have {self.length} elements, got {len(value)}"
+            items: list[Any] = value
+        else:
+            want = scalar[self.type]
+            if not isinstance(value, want) or (self.type != "bool" and isinstance(value, bool)):
+                return f"must be a JSON {self.type}, got {type(value).__name__} {value!r}"[:200]
+            if self.type == "str" and len(value) > self.max_length:
+                return f"must be at most {self.max_length} characters"
+            items = [value] if self.type in ("int", "float") else []
+        for v in items:
+            if v != v or (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                return f"must be in [{self.min}, {self.max}], got {v!r}"
+        if self.choices is not None and value not in self.choices:
+            return f"must be one of {self.choices}, got {value!r}"[:300]
+        return None
+
+
+class EnvSpec(_Frozen):
     """One registry file: everything needed to build, play, check and score an env version."""
 
     id: str = Field(pattern=r"^arlarena/[A-Za-z][\w.-]*-v\d+$")
@@ -297,6 +348,10 @@ class EnvSpec(_Model):
     leaderboard: LeaderboardProtocol | None = None
     requires: list[str] = Field(default_factory=list, description="pip extras the env needs")
     check: CheckSettings = Field(default_factory=CheckSettings)
+    client_kwargs: dict[str, ClientKwarg] = Field(
+        default_factory=dict,
+        description="make() kwargs env-server clients may set, with their ranges (split and protocol fields always)",
+    )
 
     @field_validator("splits")
     @classmethod

@@ -26,6 +26,13 @@ class DataError(ArlArenaError):
     """Data files are missing, incomplete or fail their checksum."""
 
 
+class InvalidArgumentError(ArlArenaError, ValueError, TypeError):
+    """An argument, option or keyword has the wrong type or value (the message names the valid ones).
+
+    It is also a ValueError and a TypeError, so callers written against the built-in errors
+    (`except ValueError`) keep working."""
+
+
 class InvalidActionError(ArlArenaError, TypeError):
     """`step` got something that is not an action (not str / ParsedAction)."""
 
@@ -51,11 +58,19 @@ class RemoteEnvError(ArlArenaError):
         self.status = status
 
 
-class ServerLostError(RemoteEnvError, ConnectionError):
-    """The env server went away mid-episode."""
+class RemoteRequestError(RemoteEnvError, ValueError):
+    """The env server refused the request's values (codes invalid_request, env_error): the
+    remote twin of the ValueError an in-process env raises for the same input."""
 
-    def __init__(self, message: str):
+
+class ServerLostError(RemoteEnvError, ConnectionError):
+    """The env server went away mid-episode. `op`, `request_id` and `payload` name the request
+    whose outcome is unknown: `ServerChannel.resume(error)` replays it by request id once the
+    server answers again and reports whether it had been applied before the loss."""
+
+    def __init__(self, message: str, *, op: str | None = None, request_id: str | None = None, payload: dict | None = None):
         super().__init__(message, code="server_lost")
+        self.op, self.request_id, self.payload = op, request_id, payload
 
 
 class UnknownNameError(ConfigError, KeyError):

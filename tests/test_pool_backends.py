@@ -4,6 +4,8 @@ back truncated with a reason, the other envs keep going."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytest.importorskip("fastapi")
@@ -110,10 +112,27 @@ def test_ray_pool_parity_and_actor_loss(reference):
     with make_pool(SOKOBAN, len(SEEDS), backend="ray", num_workers=2, ray_init_kwargs={"num_cpus": 2}) as pool:
         assert _run(pool) == reference
         pool.reset(SEEDS)
-        ray.kill(pool.actors[1])
+        victim = pool.actors[1]
+        ray.kill(victim, no_restart=True)
+        _await_actor_death(ray, victim)  # ray.kill is asynchronous: the loss is certain only now
         got = pool.step(["up"] * len(SEEDS))
         lost = [i for i, (a, _) in enumerate(pool.assignment) if a == 1]
         assert all(got[i].truncated and "ray actor 1" in got[i].info.extra["truncated_reason"] for i in lost)
         assert not any(got[i].truncated for i in range(len(SEEDS)) if i not in lost)
         assert pool.restarts == 1
         assert pool.reset(SEEDS) == reference[0]
+
+
+def _await_actor_death(ray, actor, timeout_s: float = 60.0) -> None:
+    """Block until calls on `actor` fail with RayActorError (bounded; no sleep-based guess)."""
+    from ray.exceptions import GetTimeoutError, RayActorError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
+        except RayActorError:
+            return
+        except GetTimeoutError:
+            break
+    raise AssertionError(f"ray actor still answering {timeout_s:g} s after ray.kill")

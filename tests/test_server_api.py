@@ -123,7 +123,7 @@ def test_http_bad_input_gives_typed_4xx_and_server_keeps_serving(server, http):
         (http.post(f"/sessions/{sid}/step", json={"action": "up"}), 409, "reset_needed"),
         (http.post("/sessions/nope/step", json={"action": "up"}), 404, "unknown_session"),
         (http.post("/sessions", json={"env_id": "arlarena/Nope-v0"}), 404, "unknown_env"),
-        (http.post("/sessions", json={"env_id": SOKOBAN, "env_kwargs": {"bogus": 1}}), 400, "env_error"),
+        (http.post("/sessions", json={"env_id": SOKOBAN, "env_kwargs": {"bogus": 1}}), 422, "invalid_request"),
         (http.post(f"/sessions/{sid}/reset", json={"seed": 1, "options": {"task_index": -3}}), 400, "env_error"),
         (http.get(f"/sessions/{sid}/oracle"), 409, "reset_needed"),
     ]
@@ -171,20 +171,20 @@ def test_request_id_replay_returns_the_same_step_and_never_steps_twice(server):
             ws.send(json.dumps(msg))
             return ws.recv(timeout=10)
 
-        sid = json.loads(call(op="create", env_id=SOKOBAN, request_id="c-1"))["result"]["session_id"]
-        again = json.loads(call(op="create", env_id=SOKOBAN, request_id="c-1"))["result"]["session_id"]
+        sid = json.loads(call(op="create", env_id=SOKOBAN, request_id="c-1", client_id="client-a1"))["result"]["session_id"]
+        again = json.loads(call(op="create", env_id=SOKOBAN, request_id="c-1", client_id="client-a1"))["result"]["session_id"]
         assert again == sid  # a retried create opens no second session
         call(op="reset", session_id=sid, seed=3, request_id="r-1")
         first = call(op="step", session_id=sid, action="down", request_id="s-1")
-        replay = call(op="step", session_id=sid, action="down", request_id="s-1")
-        assert replay == first
+        replay = json.loads(call(op="step", session_id=sid, action="down", request_id="s-1"))
+        assert replay.pop("replayed") is True and replay == json.loads(first)  # marked: it had been applied
         assert json.loads(first)["result"]["observation"]["step"] == 1
         nxt = json.loads(call(op="step", session_id=sid, action="down", request_id="s-2"))
         assert nxt["result"]["observation"]["step"] == 2  # the replay did not step the env
     # a retry on a new connection (the client's reconnect path) also gets the stored reply
     with _ws(server) as ws2:
         ws2.send(json.dumps({"op": "step", "session_id": sid, "action": "down", "request_id": "s-2"}))
-        assert json.loads(ws2.recv(timeout=10)) == nxt
+        assert json.loads(ws2.recv(timeout=10)) == {**nxt, "replayed": True}
         ws2.send(json.dumps({"op": "close", "session_id": sid}))
         ws2.recv(timeout=10)
 
@@ -216,13 +216,15 @@ def test_capacity_limit_gives_a_clear_error():
 
 
 def test_reaper_frees_idle_sessions():
-    srv = ServerProcess([SOKOBAN], extra_args=["--idle-timeout", "2"])
+    # the lease is long enough that the busy session (used every 0.1 s) survives a loaded
+    # machine's stalls: the test then cannot depend on scheduling
+    srv = ServerProcess([SOKOBAN], extra_args=["--idle-timeout", "4"])
     try:
         env = RemoteEnv(SOKOBAN, url=srv.url)
-        assert env.lease_s == pytest.approx(2.0)
+        assert env.lease_s == pytest.approx(4.0)
         env.reset_result(seed=1)
         busy = RemoteEnv(SOKOBAN, url=srv.url)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # keep one session alive by using it
             busy.reset_result(seed=2)
             if httpx.get(srv.url + "/metrics").json()["sessions_reaped_total"] >= 1:
@@ -295,8 +297,9 @@ def test_server_loss_gives_a_typed_error():
 
 
 def test_load_256_concurrent_sessions(server):
-    """256 sessions open at once on one server, each playing a few steps; bounded in time."""
-    n, t0 = 256, time.monotonic()
+    """256 sessions open at once on one server, each playing a few steps (how fast: see
+    benchmarks/bench_server.py; a wall-time bound here would fail on a loaded machine)."""
+    n = 256
 
     def open_one(i):
         env = RemoteEnv(SOKOBAN, url=server.url, timeout=30)
@@ -321,8 +324,6 @@ def test_load_256_concurrent_sessions(server):
         assert all(s == list(range(1, len(s) + 1)) for s in played)
         assert sum(len(s) for s in played) >= 3 * n
         list(ex.map(lambda e: e.close(), envs))
-    elapsed = time.monotonic() - t0
-    assert elapsed < 120, f"256 sessions took {elapsed:.1f} s"
     assert httpx.get(server.url + "/health").json()["sessions"] <= active - n
 
 
@@ -349,7 +350,7 @@ def test_batch_request_answers_each_item_in_order(server):
         local.reset_result(seed=1)
         assert replies[1]["result"] == json.loads(local.step_result("left").model_dump_json())
         again = call(op="batch", requests=batch[:2])  # replayed items: same results, no second step
-        assert again["result"]["replies"] == replies[:2]
+        assert again["result"]["replies"] == [{**r, "replayed": True} for r in replies[:2]]
         for sid in sids:
             call(op="close", session_id=sid)
 
@@ -368,7 +369,7 @@ def all_server():
     saved = os.environ.get("ARLARENA_WEBSHOP_DATA")
     if saved is None and WEBSHOP_DATA.is_dir():  # the original-data WebShop, here and in the server
         os.environ["ARLARENA_WEBSHOP_DATA"] = str(WEBSHOP_DATA)
-    srv = ServerProcess(["--all"], extra_args=["--offload"])  # threads: the slower envs
+    srv = ServerProcess(["--all"])  # default offload "auto": builds and resets in threads
     try:
         yield srv
     finally:

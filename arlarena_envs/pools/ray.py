@@ -15,11 +15,12 @@ joins a cluster. Ray is optional: pip install 'arlarena-envs[ray]'.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
-from arlarena_envs.errors import ConfigError, MissingDependencyError
-from arlarena_envs.pools import EnvPool
+from arlarena_envs.errors import ArlArenaError, ConfigError, MissingDependencyError
+from arlarena_envs.pools import EnvPool, check_on_error, check_seeds, finish_step
 from arlarena_envs.registry import create_env, get_spec
 
 
@@ -45,7 +46,15 @@ class _EnvSlice:
         return json.dumps(out)
 
     def step(self, items: str) -> str:
-        return "[" + ",".join(self.envs[k].step_result(a).model_dump_json() for k, a in json.loads(items)) + "]"
+        """Each env's StepResult JSON, or `{"error": [class name, message]}` for an env that
+        could not step (the others still step)."""
+        out = []
+        for k, a in json.loads(items):
+            try:
+                out.append(self.envs[k].step_result(a).model_dump_json())
+            except ArlArenaError as e:
+                out.append(json.dumps({"error": [type(e).__name__, str(e)]}))
+        return "[" + ",".join(out) + "]"
 
     def oracle(self) -> str:
         return json.dumps([e.oracle_action() if e.observation is not None else None for e in self.envs])
@@ -57,6 +66,16 @@ class _EnvSlice:
         import os
 
         return os.getpid()
+
+
+def _error_from(name: str, message: str) -> ArlArenaError:
+    """The typed error an actor reported by class name (an ArlArenaError class of errors.py)."""
+    from arlarena_envs import errors
+
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, ArlArenaError) and cls.__init__ is ArlArenaError.__init__:
+        return cls(message)
+    return errors.RemoteEnvError(f"{name}: {message}", code="env_error")
 
 
 class RayPool(EnvPool):
@@ -80,6 +99,9 @@ class RayPool(EnvPool):
         self.env_kwargs = dict(env_kwargs or {})
         self.protocol = get_spec(env_id).protocol.with_overrides(self.env_kwargs)
         if not ray.is_initialized():
+            # address None: $RAY_ADDRESS when set, else a private local instance ("local"); Ray's
+            # own default would join whatever cluster happens to run on this machine
+            address = address or os.environ.get("RAY_ADDRESS") or "local"
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init_kwargs or {}))
         self._ray = ray
         n = num_workers or min(num_envs, int(ray.available_resources().get("CPU", 1)) or 1)
@@ -131,8 +153,7 @@ class RayPool(EnvPool):
         return out
 
     def reset(self, seeds, options=None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = check_seeds(seeds, self.num_envs)
         opts = list(options) if options is not None else [None] * self.num_envs
         results: list[Any] = [None] * self.num_envs
         for _attempt in range(2):
@@ -155,9 +176,11 @@ class RayPool(EnvPool):
             self._last[i] = r
         return results
 
-    def step(self, actions):
+    def step(self, actions, on_error="raise"):
         if len(actions) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
+        check_on_error(on_error)
+        errors: dict[int, BaseException] = {}
         out: list[StepResult | None] = [None] * self.num_envs
         items = []
         for i, a in enumerate(actions):
@@ -177,12 +200,15 @@ class RayPool(EnvPool):
                     out[i] = self._truncated(i, self._pending.pop(i, f"ray actor {a} lost"))
                 continue
             for (i, _, _), r in zip(g, got[a]):
+                if "error" in r:
+                    errors[i] = _error_from(*r["error"])
+                    continue
                 res = StepResult.model_validate(r)
                 self._last[i] = (res.observation, res.info)
                 if res.done:
                     self._active[i] = False
                 out[i] = res
-        return out
+        return finish_step(out, errors, on_error)
 
     def _truncated(self, i: int, reason: str) -> StepResult:
         last = self._last[i]

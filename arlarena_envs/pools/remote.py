@@ -10,6 +10,13 @@ Failure handling (the pool contract): when a worker is lost mid-episode, the env
 sessions for every env that lived on it, and returns, for each env that was mid-episode, a
 StepResult with `truncated=True` and `info.extra["truncated_reason"]` (the last observation,
 reward 0). Envs on other workers keep going. Those envs must be reset before stepping again.
+A worker that is alive but did not answer (paused, or its connection dropped) is not lost: the
+batch is sent again with the same request ids (up to `resume_timeout_s`), and the steps it had
+already applied come back from its replay cache, so nothing is truncated or run twice.
+A session the server dropped while the worker lived on (the idle reaper freed it during a long
+pause) is recovered the same way, for that env alone: a fresh session, and the episode reported
+truncated with the server's reason. An env that cannot step (reset needed) does not stop the
+others (see `EnvPool.step`).
 
 `RemotePool` uses servers someone else runs (`urls=[...]`); it cannot restart them, so
 "restart" means waiting up to `reconnect_timeout_s` for the server to come back (a supervisor
@@ -24,8 +31,8 @@ import time
 from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
-from arlarena_envs.errors import ConfigError, ServerLostError
-from arlarena_envs.pools import EnvPool
+from arlarena_envs.errors import ArlArenaError, ConfigError, RemoteEnvError, ServerLostError
+from arlarena_envs.pools import EnvPool, check_on_error, check_seeds, finish_step
 from arlarena_envs.registry import get_spec
 from arlarena_envs.server.client import RemoteEnv, ServerChannel, raise_for_error
 
@@ -92,6 +99,7 @@ class ServerPool(EnvPool):
         env_kwargs: dict[str, Any] | None = None,
         client_kwargs: dict[str, Any] | None = None,
         max_threads: int = 64,
+        resume_timeout_s: float = 10.0,
     ):
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
@@ -100,6 +108,7 @@ class ServerPool(EnvPool):
         self.env_id, self.num_envs = get_spec(env_id).id, num_envs
         self.workers = list(workers)
         self.env_kwargs = dict(env_kwargs or {})
+        self.resume_timeout_s = float(resume_timeout_s)  # how long a live worker may pause before it counts as lost
         # fail fast on a lost worker: the pool restarts it, no long client-side retries
         self.client_kwargs = {"retries": 1, "backoff": 0.02, **(client_kwargs or {})}
         self.assignment = [i % len(self.workers) for i in range(num_envs)]
@@ -160,6 +169,22 @@ class ServerPool(EnvPool):
                     self._open(j)
             return self._pending.get(i, reason)
 
+    def _reopen(self, i: int, error: BaseException) -> str:
+        """Env i's session is gone from a live server (reaped while idle): open a fresh one there;
+        a mid-episode env is reported truncated. Returns the reason."""
+        wi = self.assignment[i]
+        reason = f"worker {wi} ({self.workers[wi].url}) dropped env {i}'s session: {error}"
+        with self._locks[wi]:
+            old = self.clients[i]
+            if old is not None:
+                old._closed = True  # nothing left to close on the server
+                old.channel.close()
+            self._open(i)
+            if self._active[i]:
+                self._active[i] = False
+                self._pending[i] = reason
+        return self._pending.get(i, reason)
+
     def _truncated(self, i: int, reason: str) -> StepResult:
         last = self._last[i]
         assert last is not None
@@ -176,8 +201,7 @@ class ServerPool(EnvPool):
     # ------------------------------------------------------------------ EnvPool API
 
     def reset(self, seeds, options=None):
-        if len(seeds) != self.num_envs:
-            raise ConfigError(f"need {self.num_envs} seeds, got {len(seeds)}")
+        seeds = check_seeds(seeds, self.num_envs)
         opts = list(options) if options is not None else [None] * self.num_envs
         if len(opts) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} options, got {len(opts)}")
@@ -192,6 +216,10 @@ class ServerPool(EnvPool):
                     if attempt:
                         raise
                     self._recover(i, gen, e)
+                except RemoteEnvError as e:
+                    if attempt or e.code != "unknown_session":
+                        raise
+                    self._reopen(i, e)  # reaped while idle: a fresh session, then reset it
             self._pending.pop(i, None)
             self._active[i] = True
             self._last[i] = out
@@ -199,10 +227,12 @@ class ServerPool(EnvPool):
 
         return list(self._executor.map(one, range(self.num_envs)))
 
-    def step(self, actions):
+    def step(self, actions, on_error="raise"):
         if len(actions) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} actions, got {len(actions)}")
+        check_on_error(on_error)
         out: list[StepResult | None] = [None] * self.num_envs
+        errors: dict[int, BaseException] = {}
         by_worker: dict[int, list[int]] = {}
         for i, a in enumerate(actions):
             if a is None:
@@ -213,7 +243,7 @@ class ServerPool(EnvPool):
             else:
                 by_worker.setdefault(self.assignment[i], []).append(i)
 
-        def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult]]:
+        def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult | BaseException]]:
             w, chan = self.workers[wi], self.channels[wi]
             gen = w.generation
             items = []
@@ -223,7 +253,15 @@ class ServerPool(EnvPool):
                 c = self.clients[i]
                 items.append({"op": "step", "session_id": c.session_id, "action": wire, "request_id": chan.next_request_id()})
             try:
-                reply = chan.send("batch", {"requests": items})
+                try:
+                    reply = chan.send("batch", {"requests": items})
+                except ServerLostError as e:
+                    if not w.alive():
+                        raise
+                    # the worker lives (a pause, a dropped connection): settle the batch by its
+                    # items' request ids; steps it had applied come back from its replay cache
+                    _, result = chan.resume(e, timeout_s=self.resume_timeout_s)
+                    reply = {"ok": True, "result": result}
                 if not reply["ok"]:
                     raise_for_error(reply.get("error") or {}, w.url)
                 replies = reply["result"]["replies"]
@@ -235,10 +273,19 @@ class ServerPool(EnvPool):
             except ServerLostError as e:
                 self._recover(idxs[0], gen, e)
                 return [(i, self._truncated(i, self._pending.pop(i, f"worker {wi} lost: {e}"))) for i in idxs]
-            done = []
+            done: list[tuple[int, StepResult | BaseException]] = []
             for i, r in zip(idxs, replies):
                 if not r["ok"]:
-                    raise_for_error(r["error"], w.url)
+                    if r["error"].get("code") == "unknown_session":  # reaped: this env alone recovers
+                        reason = self._reopen(i, RemoteEnvError(r["error"].get("message", ""), code="unknown_session"))
+                        if self._last[i] is not None and i in self._pending:
+                            done.append((i, self._truncated(i, self._pending.pop(i, reason))))
+                            continue
+                    try:
+                        raise_for_error(r["error"], w.url)
+                    except ArlArenaError as e:
+                        done.append((i, e))
+                    continue
                 res = StepResult.model_validate(r["result"])
                 self._last[i] = (res.observation, res.info)
                 self.clients[i]._last = res.observation
@@ -253,8 +300,11 @@ class ServerPool(EnvPool):
             results = list(self._executor.map(lambda kv: run(*kv), by_worker.items()))
         for part in results:
             for i, res in part:
-                out[i] = res
-        return out
+                if isinstance(res, BaseException):
+                    errors[i] = res
+                else:
+                    out[i] = res
+        return finish_step(out, errors, on_error)
 
     def oracle_actions(self):
         def one(i: int) -> str | None:
@@ -266,6 +316,11 @@ class ServerPool(EnvPool):
             except ServerLostError as e:
                 self._recover(i, gen, e)
                 return None
+            except RemoteEnvError as e:
+                if e.code != "unknown_session":
+                    raise
+                self._reopen(i, e)
+                return None
 
         return list(self._executor.map(one, range(self.num_envs)))
 
@@ -274,8 +329,13 @@ class ServerPool(EnvPool):
             gen = self.workers[self.assignment[i]].generation
             try:
                 return self.clients[i].prompt()
-            except ServerLostError as e:
-                self._recover(i, gen, e)
+            except (ServerLostError, RemoteEnvError) as e:
+                if isinstance(e, ServerLostError):
+                    self._recover(i, gen, e)
+                elif e.code == "unknown_session":
+                    self._reopen(i, e)
+                else:
+                    raise
                 last = self._last[i]
                 return last[0].text if last is not None else ""
 

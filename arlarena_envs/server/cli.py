@@ -30,7 +30,20 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-sessions", type=int, default=1024, help="sessions held at most (more: 'capacity' error)")
     p.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session is reaped (0: never)")
     p.add_argument("--max-action-bytes", type=int, default=256 * 1024, help="largest accepted action (UTF-8 bytes)")
-    p.add_argument("--offload", action="store_true", help="run env calls in threads (slow envs; off: fastest for cheap envs)")
+    p.add_argument("--offload", nargs="?", const="all", default="auto", choices=["auto", "all", "none"],
+                   help="where env calls run: auto (default: create/reset/oracle in threads, steps on the event loop), "
+                        "all (every call in threads; bare --offload), none (all on the loop: a slow call blocks /health)")
+    p.add_argument("--allow-kwarg", action="append", default=[], metavar="NAME",
+                   help="let clients set this env kwarg with any value (beyond the spec's client_kwargs; repeatable). "
+                        "Paths and data switches (cache_dir, data_dir, verify_data, spacy_model) are refused otherwise")
+    p.add_argument("--max-env-variants", type=int, default=4,
+                   help="distinct data variants (e.g. WebShop catalogue_seed values) kept per env id")
+    p.add_argument("--header-timeout", type=float, default=10.0, help="seconds a connection has to send a request head")
+    p.add_argument("--body-timeout", type=float, default=30.0, help="seconds a request body has to arrive")
+    p.add_argument("--ws-idle-timeout", type=float, default=900.0, help="close a WebSocket idle this long (0: never)")
+    p.add_argument("--max-connections", type=int, default=None,
+                   help="open connections at most (default: 4096, or fewer under a low fd limit); beyond it the "
+                        "oldest connection with no request in flight is closed")
     p.add_argument("--ws-impl", default="websockets-sansio", choices=["websockets-sansio", "websockets"],
                    help="uvicorn's WebSocket implementation (sans-I/O: the lowest step latency measured)")
     p.add_argument("--parent-pid", type=int, default=None,
@@ -57,6 +70,7 @@ def main_serve(args: argparse.Namespace) -> int:
         raise MissingDependencyError("arlarena serve needs the server extra: pip install 'arlarena-envs[server]'") from e
     from arlarena_envs.registry import load_specs
     from arlarena_envs.server.app import ServerConfig, create_app
+    from arlarena_envs.server.guard import guarded_protocol, raise_fd_limit
 
     env_ids = sorted(load_specs()) if args.all else list(args.env_ids)
     if not env_ids:
@@ -74,6 +88,12 @@ def main_serve(args: argparse.Namespace) -> int:
         max_action_bytes=args.max_action_bytes,
         token=token,
         offload=args.offload,
+        allow_kwargs=frozenset(args.allow_kwarg),
+        max_env_variants=args.max_env_variants,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        ws_idle_timeout_s=args.ws_idle_timeout or None,
+        max_connections=args.max_connections or max(16, min(4096, raise_fd_limit() - 256)),
     )
     app = create_app(config)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -93,13 +113,17 @@ def main_serve(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{port}"
     # a frame carries one action (or a pool's batch of them) plus a little JSON; larger frames
     # are refused by the transport, oversize actions in smaller frames get 'action_too_large'
-    ws_max = 4 * args.max_action_bytes + 16 * 2**20
     uv = uvicorn.Config(
         app,
         log_level=args.log_level,
         access_log=False,
+        http=guarded_protocol(header_timeout_s=config.header_timeout_s, max_connections=config.max_connections),
+        timeout_keep_alive=5,  # idle keep-alive HTTP connections are closed after 5 s
+        h11_max_incomplete_event_size=16 * 1024,  # request heads larger than 16 KiB: 400
         ws=args.ws_impl,
-        ws_max_size=ws_max,
+        ws_max_size=config.max_request_bytes,
+        ws_ping_interval=20.0,  # a half-open WebSocket stops answering pings and is closed
+        ws_ping_timeout=20.0,
         ws_per_message_deflate=False,
         timeout_graceful_shutdown=5,
         lifespan="on",

@@ -32,6 +32,7 @@ from arlarena_envs.errors import (
     InvalidActionError,
     MissingDependencyError,
     RemoteEnvError,
+    RemoteRequestError,
     ResetNeededError,
     ServerLostError,
 )
@@ -157,6 +158,8 @@ def raise_for_error(error: dict[str, Any], url: str, *, lost_session: bool = Fal
         raise ServerLostError(f"env server {url} lost the session (restarted?): {message}")
     if code == "reset_needed":
         raise ResetNeededError(message)
+    if code in ("invalid_request", "env_error"):  # the request's values: a ValueError, as in-process
+        raise RemoteRequestError(f"env server {url}: {code}: {message}", code=code, status=error.get("status"))
     raise RemoteEnvError(f"env server {url}: {code}: {message}", code=code, status=error.get("status"))
 
 
@@ -172,23 +175,29 @@ class ServerChannel:
         cls = _WSTransport if transport == "ws" else _HTTPTransport
         self._transport = cls(url, headers, timeout)
         self._errors = _transport_errors()
-        self.client_id = secrets.token_hex(6)
+        self.client_id = secrets.token_hex(8)  # scopes this client's create replays on the server
         self._counter = itertools.count()
         self.reconnected = False  # a reconnect happened: an unknown session now means a lost server
+        self.last_replayed = False  # the last reply came from the server's replay cache (already applied)
 
     def next_request_id(self) -> str:
         return f"{self.client_id}-{next(self._counter)}"
 
     def send(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """Send one request (a fresh request id unless fields has one); the raw reply object."""
+        """Send one request (a fresh request id unless fields has one); the raw reply object.
+
+        After `retries` failed tries it raises `ServerLostError` carrying the request, whose
+        outcome is then unknown: `resume(error)` settles it."""
         payload = dict(fields)
         payload.setdefault("request_id", self.next_request_id())
+        if op == "create":
+            payload.setdefault("client_id", self.client_id)
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                status, raw = self._transport.request(op, payload)
+                status, raw = self._transport.request(op, dict(payload))
                 break
             except self._errors as e:
                 last = e
@@ -197,15 +206,50 @@ class ServerChannel:
         else:
             raise ServerLostError(
                 f"env server {self.url} did not answer '{op}' after {self.retries + 1} tries ({type(last).__name__}: {last}); "
-                "is it running? (arlarena serve ...)"
+                "is it running? (arlarena serve ...). Whether the request was applied is unknown: "
+                "channel.resume(error) replays it by request id once the server is back",
+                op=op, request_id=payload["request_id"], payload=payload,
             )
+        return self._decode(status, raw)
+
+    def _decode(self, status: int, raw: str) -> dict[str, Any]:
         try:
             reply = json.loads(raw)
         except ValueError:
             raise RemoteEnvError(f"env server {self.url} sent a non-JSON reply (HTTP {status}): {raw[:200]!r}", status=status) from None
         if not isinstance(reply, dict) or "ok" not in reply:
             raise RemoteEnvError(f"env server {self.url} sent an unexpected reply (HTTP {status}): {raw[:200]!r}", status=status)
+        self.last_replayed = bool(reply.get("replayed"))
         return reply
+
+    def resume(self, error: ServerLostError, timeout_s: float = 30.0) -> tuple[bool, dict[str, Any]]:
+        """Settle a request lost with the server: reconnect (polling up to `timeout_s`) and send it
+        again with the same request id. Returns `(applied_before, result)`: `applied_before` is True
+        when the server had applied it before the loss (its stored reply comes back, nothing runs
+        twice), False when it runs now. Raises `ServerLostError` if the server does not come back,
+        or came back without the session (restarted: the request can never be applied)."""
+        if error.op is None or error.payload is None:
+            raise ConfigError("this ServerLostError carries no request to resume")
+        deadline = time.monotonic() + timeout_s
+        wait = self.backoff
+        while True:
+            try:
+                status, raw = self._transport.request(error.op, dict(error.payload))
+                break
+            except self._errors as e:
+                self._transport.close()
+                if time.monotonic() > deadline:
+                    raise ServerLostError(
+                        f"env server {self.url} still unreachable after {timeout_s:g} s ({type(e).__name__}: {e})",
+                        op=error.op, request_id=error.request_id, payload=error.payload,
+                    ) from None
+                time.sleep(wait)
+                wait = min(wait * 2, 1.0)
+        reply = self._decode(status, raw)
+        if reply["ok"]:
+            return self.last_replayed, reply["result"]
+        raise_for_error(reply.get("error") or {}, self.url, lost_session=error.op != "create")
+        raise AssertionError("unreachable")
 
     def call(self, op: str, fields: dict[str, Any]) -> dict[str, Any]:
         """Send one request; its result, or the typed error."""
@@ -217,6 +261,18 @@ class ServerChannel:
 
     def close(self) -> None:
         self._transport.close()
+
+
+def check_seed(seed: Any) -> int | None:
+    """The seed as the in-process env takes it (a non-negative int, numpy ints included; never a
+    bool, float or string), else the same ValueError (`ConfigError`) before anything is sent."""
+    import numpy as np
+
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative int, got {seed!r}")
+    return int(seed)
 
 
 class RemoteEnv(gym.Env[str, str]):
@@ -262,6 +318,7 @@ class RemoteEnv(gym.Env[str, str]):
     # ------------------------------------------------------------------ typed API
 
     def reset_result(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Observation, StepInfo]:
+        seed = check_seed(seed)
         super().reset(seed=seed)
         r = self._call("reset", {"session_id": self.session_id, "seed": seed, "options": options})
         self._last = Observation.model_validate(r["observation"])
@@ -279,6 +336,19 @@ class RemoteEnv(gym.Env[str, str]):
         r = StepResult.model_validate(self._call("step", {"session_id": self.session_id, "action": wire}))
         self._last = r.observation
         return r
+
+    def resume(self, error: ServerLostError, timeout_s: float = 30.0) -> tuple[bool, Any]:
+        """Settle the request `error` left unknown (see `ServerChannel.resume`): returns
+        `(applied_before_the_loss, result)`, the result typed for step (StepResult) and reset."""
+        applied, result = self.channel.resume(error, timeout_s)
+        if error.op == "step":
+            r = StepResult.model_validate(result)
+            self._last = r.observation
+            return applied, r
+        if error.op == "reset":
+            self._last = Observation.model_validate(result["observation"])
+            return applied, (self._last, StepInfo.model_validate(result["info"]))
+        return applied, result
 
     def oracle_action(self) -> str | None:
         """The env's expert action in the current state (computed by the server's env)."""
@@ -332,7 +402,7 @@ class RemoteEnv(gym.Env[str, str]):
                 pass
 
 
-__all__ = ["RemoteEnv", "ServerChannel", "raise_for_error"]
+__all__ = ["RemoteEnv", "ServerChannel", "check_seed", "raise_for_error"]
 
 
 def remote_env(spec: EnvSpec, url: str | None = None, token: str | None = None, **kwargs: Any) -> RemoteEnv:
