@@ -182,10 +182,10 @@ class TrainerConfig(_Section):
 
 
 class MonitorSettings(_Section):
-    """Online stability monitor (arlarena_envs.stability.monitor), if installed."""
+    """Online stability monitor (arlarena_envs.stability.monitor; see arlarena_baselines.monitoring)."""
 
-    enable: bool = Field(True, description="call the monitor each step; a missing module disables it")
-    module: str = Field("arlarena_envs.stability.monitor", description="module holding StabilityMonitor / MonitorConfig")
+    enable: bool = Field(True, description="show every RL row to the monitor and carry out its decision")
+    module: str = Field("arlarena_envs.stability.monitor", description="module holding StabilityMonitor / MonitorConfig (a custom monitor returns the same MonitorDecision)")
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="kwargs of MonitorConfig, e.g. {actions: {collapse: rollback, grad_norm_nonfinite: stop}}",

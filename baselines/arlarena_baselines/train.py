@@ -34,7 +34,7 @@ from arlarena_baselines.batch import TurnBatch
 from arlarena_baselines.bc import behaviour_clone, collect_oracle_examples, encode_examples
 from arlarena_baselines.config import TrainConfig, apply_overrides, load_config, validate_config
 from arlarena_baselines.filtering import filter_active, is_uniform, select_groups
-from arlarena_baselines.monitor_adapter import MonitorAdapter, alarms_json
+from arlarena_baselines.monitoring import judge, make_monitor
 from arlarena_baselines.rollout import HFEngine, RolloutEngine, VLLMEngine, collect_rollouts
 from arlarena_baselines.tiny import build_tiny_model, load_tokenizer, save_policy, train_tokenizer
 from arlarena_baselines.update import ppo_update
@@ -106,7 +106,7 @@ class Trainer:
         self.t0 = time.time()
         self.clip_scale = 1.0  # the monitor's 'tighten' multiplies it
         self.group_counter = 0  # group ids stay unique across steps
-        self.monitor = MonitorAdapter(cfg.monitor.enable, cfg.monitor.config, cfg.monitor.module, self.run_dir / "monitor.jsonl")
+        self.monitor = make_monitor(cfg.monitor.module, cfg.monitor.config, self.run_dir / "monitor.jsonl") if cfg.monitor.enable else None
         self.monitor_actions: list[dict] = []
         self.rollbacks = 0
         self.tb: Any = None
@@ -261,14 +261,16 @@ class Trainer:
         """Show `rec` to the stability monitor and carry out its decision (rollback to the last
         healthy checkpoint, at most 3 times; tighten the clip range and lr; stop). Writes the
         decision into `rec`; returns (the action taken, the monitor's reason)."""
-        decision = self.monitor.update(rec)
+        if self.monitor is None:
+            return "none", ""
+        decision = judge(self.monitor, rec)
         if decision.action != "none" or decision.alarms:
             rec.monitor_action = decision.action
             rec.monitor_reason = decision.reason
-            rec.monitor_alarms = alarms_json(decision.alarms)
+            rec.monitor_alarms = [a.model_dump(mode="json") for a in decision.alarms]
         action = decision.action
         if action == "rollback":
-            target = ckpt.rollback_target(self.run_dir, step, self.monitor.last_healthy_step)
+            target = ckpt.rollback_target(self.run_dir, step, self._last_healthy_step())
             self.rollbacks += 1
             if target is None or self.rollbacks > 3:
                 action = rec.monitor_action = "stop"
@@ -312,12 +314,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _last_healthy_step(self) -> int | None:
+        return self.monitor.last_healthy_step if self.monitor is not None else None
+
     def save_checkpoint(self, step: int) -> Path:
         opt = self._opt()
         state = {"clip_scale": self.clip_scale, "lr": opt.param_groups[0]["lr"], "group_counter": self.group_counter,
-                 "np_rng": self.rng.bit_generator.state, "monitor": self.monitor.state_dict()}
+                 "np_rng": self.rng.bit_generator.state,
+                 "monitor": self.monitor.state_dict() if self.monitor is not None else None}
         path = ckpt.save_checkpoint(self.run_dir, step, self.model, self.tok, opt, state)
-        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self.monitor.last_healthy_step)
+        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self._last_healthy_step())
         return path
 
     def load_checkpoint(self, path: Path, restore_monitor: bool = False) -> int:
@@ -330,8 +336,8 @@ class Trainer:
             g["lr"] = float(state["lr"])
         self.group_counter = int(state["group_counter"])
         self.rng.bit_generator.state = state["np_rng"]
-        if restore_monitor:
-            self.monitor.load_state_dict(state.get("monitor"))
+        if restore_monitor and self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
         return int(state["step"])
 
     # ------------------------------------------------------------------ helpers
