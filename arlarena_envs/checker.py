@@ -36,8 +36,10 @@ from pydantic import BaseModel
 
 from arlarena_envs.contract import INFO_KEYS, GoldenFingerprint, StepResult
 from arlarena_envs.core import TextEnv
+from arlarena_envs.episodes import Reply, TurnView, run_episodes
 from arlarena_envs.errors import CheckFailedError, InvalidActionError, ResetNeededError
 from arlarena_envs.hashing import transcript_hash
+from arlarena_envs.pools import InProcessPool
 from arlarena_envs.registry import get_spec, make, write_golden
 
 
@@ -82,27 +84,22 @@ def _new_env(env_id: str, env_kwargs: dict[str, Any]) -> TextEnv:
 
 def scripted_actions(env: TextEnv, seed: int, split: str, n_steps: int) -> list[str]:
     """A reproducible action list: a seeded random walk over admissible actions, mixing bare
-    and tagged forms and one inadmissible action, so parsing and penalties are exercised."""
+    and tagged forms and one inadmissible action, so parsing and penalties are exercised
+    (played by the episode runner)."""
     rng = np.random.default_rng(seed)
-    obs, _ = env.reset_result(seed=seed, options={"split": split})
-    actions: list[str] = []
-    for k in range(n_steps):
+
+    def act(view: TurnView) -> list[Reply | None]:
+        k, obs = view.turn, view.observations[0]
+        if k >= n_steps:
+            return [None]
         if k == 2:
-            a = "<think>probe</think><action>__not_an_action__</action>"
-        else:
-            adm = obs.admissible_actions or []
-            if not adm:
-                a = "look"
-            else:
-                a = adm[int(rng.integers(len(adm)))]
-            if k % 2:
-                a = f"<think>step {k}</think><action>{a}</action>"
-        actions.append(a)
-        r = env.step_result(a)
-        obs = r.observation
-        if r.done:
-            break
-    return actions
+            return [Reply("<think>probe</think><action>__not_an_action__</action>")]
+        adm = obs.admissible_actions or []
+        a = adm[int(rng.integers(len(adm)))] if adm else "look"
+        return [Reply(f"<think>step {k}</think><action>{a}</action>" if k % 2 else a)]
+
+    (episode,) = run_episodes(InProcessPool.of_envs([env]), act, [seed], options=[{"split": split}], keep_prompts=False)
+    return [t.response for t in episode.turns]
 
 
 def run_transcript(env: TextEnv, seed: int, split: str, actions: list[str]) -> list[Any]:

@@ -129,35 +129,67 @@ class StepResult(_Model):
 
 
 class TurnRecord(_Model):
-    """One turn of an episode: what the agent saw, said and got."""
+    """One turn of an episode: what the agent saw, said and got. The episode runner
+    (`arlarena_envs.episodes`) writes it; the trainer, behaviour cloning, the leaderboard, the
+    checker and the verl/TRL bridges read it as is."""
 
-    step: int
-    observation: str
-    state_hash: str
-    prompt: str | None = None
+    turn: int = Field(ge=0, description="0-based turn index (steps taken before this turn)")
+    observation: str = Field(description="the observation the prompt was built from (GiGPO anchor text)")
+    state_hash: str = Field(description="true-state hash of that observation (GiGPO anchor)")
+    prompt: str | None = Field(None, description="the rendered prompt the policy answered (None when not kept)")
     response: str
-    action: str | None
+    action: str | None = Field(description="the action the env executed (None if none)")
     parse_status: ParseStatus
-    reward: float
+    format_valid: bool
+    reward: float = Field(description="what the env paid: native reward x reward_scale - penalty")
+    native_reward: float = Field(description="the reward before the invalid-action penalty (reward + penalty)")
+    penalty: float = Field(0.0, ge=0.0, description="the invalid-action penalty the env subtracted")
     terminated: bool
     truncated: bool
+    won: bool = Field(False, description="info.won after the step")
+    score: float = Field(0.0, description="info.score after the step")
     info_extra: JsonDict = Field(default_factory=dict)
+    prompt_ids: list[int] | None = Field(None, description="prompt token ids (chat template applied), when a model answered")
+    response_ids: list[int] | None = Field(None, description="response token ids (eos included when generated)")
+    logprobs: list[float] | None = Field(None, description="the engine's log-prob of each response token, when it reports them")
+
+    @property
+    def valid_action(self) -> bool:
+        return self.parse_status is ParseStatus.OK
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated
 
 
 class EpisodeRecord(_Model):
-    """One episode: provenance of the env plus every turn."""
+    """One episode: provenance of the env plus every turn, in order."""
 
     env_id: str
-    split: str
+    split: str | None = Field(description="the split the task came from (None: the env's own split)")
     seed: int | None
-    task_index: int
+    task_index: int | None = Field(description="the task index when it was chosen explicitly (else seed mod split size)")
     task: str
+    group: int = Field(0, description="GRPO group id: the episodes reset with the same task seed share it")
+    episode: int = Field(0, description="episode id, unique within a batch (verl's traj_uid)")
     turns: list[TurnRecord] = Field(default_factory=list)
-    total_reward: float = 0.0
     won: bool = False
     score: float = 0.0
-    length: int = 0
-    truncated_reason: str | None = None
+    truncated_reason: str | None = Field(None, description="why the episode was cut (dead worker, the policy had no action)")
+
+    @property
+    def total_reward(self) -> float:
+        """Sum of the rewards the env paid (invalid penalties included)."""
+        return float(sum(t.reward for t in self.turns))
+
+    @property
+    def native_reward(self) -> float:
+        """Sum of the rewards before the invalid-action penalty (the filter's and GRPO's R)."""
+        return float(sum(t.native_reward for t in self.turns))
+
+    @property
+    def length(self) -> int:
+        return len(self.turns)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,6 +209,19 @@ class Protocol(_Model):
     parse_mode: ParseMode = ParseMode.STRICT
     action_format: Literal["auto", "tagged", "bare"] = "auto"
     max_action_chars: int = Field(1_000_000, ge=1, description="longer responses are cut and parse as truncated")
+
+    def penalty_for(self, status: ParseStatus) -> float:
+        """The invalid-action penalty of a step whose response parsed as `status` (the one rule:
+        the env subtracts it, the episode runner records it)."""
+        if status is ParseStatus.OK or self.invalid_action_policy is InvalidActionPolicy.NOOP:
+            return 0.0
+        return self.invalid_action_penalty
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Protocol":
+        """This protocol with the protocol keys of `overrides` (make kwargs) replaced; other keys
+        (split, env-specific kwargs) are ignored."""
+        upd = {k: v for k, v in overrides.items() if k in Protocol.model_fields}
+        return Protocol.model_validate({**self.model_dump(), **upd})
 
 
 class SplitSpec(_Model):
@@ -326,6 +371,18 @@ class MetricRecord(BaseModel):
     pg_loss: float | None = None
     lr: float | None = None
     skipped_update: bool | None = Field(None, description="an update was skipped (non-finite grad)")
+    gen_batches: float | None = Field(None, description="rollout batches generated this step (dynamic filtering re-rolls)")
+    num_samples: int | None = Field(None, description="turn rows in this step's update")
+    adv_mean: float | None = Field(None, description="masked mean advantage of the update's rows")
+    neg_adv_frac: float | None = Field(None, description="fraction of rows with a negative advantage")
+    off_policy_step: float | None = Field(None, description="mini-batches per epoch minus 1 (verl actor/off_policy_step)")
+    monitor_action: Literal["none", "stop", "rollback", "tighten"] | None = Field(
+        None, description="the stability monitor's decision at this step (written when it acted or alarmed)"
+    )
+    monitor_reason: str | None = None
+    monitor_alarms: list[Any] | None = Field(None, description="the monitor's alarms, as JSON")
+    rollback_to: int | None = Field(None, description="the checkpoint step restored by a rollback")
+    clip_scale: float | None = Field(None, description="cumulative clip-range scale after a 'tighten'")
 
 
 MODELS_WITH_SCHEMA: dict[str, type[BaseModel]] = {

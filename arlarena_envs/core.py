@@ -28,6 +28,7 @@ from arlarena_envs.errors import InvalidActionError, ResetNeededError, SpecError
 from arlarena_envs.hashing import state_hash
 from arlarena_envs.parsing import looks_tagged, match_admissible, parse_bare, parse_response
 from arlarena_envs.prompts import render_prompt
+from arlarena_envs.registry import get_spec
 from arlarena_envs.spaces import UnicodeText
 
 OBS_MAX_CHARS = 262_144
@@ -44,21 +45,21 @@ class TextEnv(gym.Env[str, str]):
     def __init__(
         self,
         *,
+        spec: EnvSpec | None = None,
         env_id: str | None = None,
         split: str | None = None,
         render_mode: str | None = None,
         **protocol_overrides: Any,
     ):
-        from arlarena_envs.registry import get_spec  # late: registry imports env modules lazily
-
-        self.env_spec: EnvSpec = get_spec(env_id or self.default_env_id)
+        # `create_env` hands the spec in; an env built directly looks its own id up
+        self.env_spec: EnvSpec = spec if spec is not None else get_spec(env_id or self.default_env_id)
         unknown = set(protocol_overrides) - set(Protocol.model_fields)
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
                 f"protocol fields that can be overridden: {sorted(Protocol.model_fields)}"
             )
-        self.protocol: Protocol = Protocol.model_validate({**self.env_spec.protocol.model_dump(), **protocol_overrides})
+        self.protocol: Protocol = self.env_spec.protocol.with_overrides(protocol_overrides)
         self.split = split or self.env_spec.default_split
         self._check_split(self.split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -71,7 +72,6 @@ class TextEnv(gym.Env[str, str]):
         self._history: list[tuple[str, str]] = []
         self._last: Observation | None = None
         self._task_index = 0
-        self._episode_split = self.split
         self._terminated = False
 
     # ------------------------------------------------------------------ Gymnasium API
@@ -113,7 +113,7 @@ class TextEnv(gym.Env[str, str]):
             idx = int(seed) % spl.size
         else:
             idx = int(self.np_random.integers(spl.size))
-        self._task_index, self._episode_split = idx, split
+        self._task_index = idx
         self._steps, self._history, self._terminated = 0, [], False
         self._load_task(spl.start + idx, split, self.np_random)
         self._ready = True
@@ -141,15 +141,14 @@ class TextEnv(gym.Env[str, str]):
         before = self._last
         assert before is not None
         policy = self.protocol.invalid_action_policy
-        native, penalty, executed = 0.0, 0.0, None
+        penalty = self.protocol.penalty_for(parsed.status)
+        native, executed = 0.0, None
         if parsed.status is ParseStatus.OK:
             executed = parsed.action
         elif policy is InvalidActionPolicy.PENALTY:
-            penalty = self.protocol.invalid_action_penalty
             if parsed.action is not None:
                 executed = self._canonical_action(parsed.action)
         elif policy is InvalidActionPolicy.TERMINATE:
-            penalty = self.protocol.invalid_action_penalty
             self._terminated = True
         if executed is not None:
             native = float(self._apply(executed))

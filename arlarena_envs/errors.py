@@ -56,3 +56,10 @@ class ServerLostError(RemoteEnvError, ConnectionError):
 
     def __init__(self, message: str):
         super().__init__(message, code="server_lost")
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name looked up in a table (advantage estimator, policy loss, backend) is not in it."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""

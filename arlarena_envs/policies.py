@@ -4,7 +4,7 @@ them in the `<think>/<action>` format where a model would be imitated."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol as TypingProtocol
+from typing import Any
 
 import numpy as np
 
@@ -14,14 +14,6 @@ from arlarena_envs.errors import ArlArenaError
 
 class OracleUnavailableError(ArlArenaError, RuntimeError):
     """The env has no expert for the current state."""
-
-
-class Policy(TypingProtocol):
-    name: str
-
-    def reset(self, seed: int | None = None) -> None: ...
-
-    def act(self, observation: Observation, env: Any) -> str: ...
 
 
 class RandomPolicy:

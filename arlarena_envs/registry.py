@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from arlarena_envs.contract import EnvSpec, GoldenFingerprint
-from arlarena_envs.errors import EnvNotFoundError, MissingDependencyError, SpecError
+from arlarena_envs.errors import ConfigError, EnvNotFoundError, MissingDependencyError, SpecError
 
 _lock = threading.Lock()
 _specs: dict[str, EnvSpec] | None = None
@@ -109,29 +109,38 @@ def load_entry_point(entry_point: str) -> Any:
     return getattr(module, attr)
 
 
-def create_env(*, env_id: str, backend: str = "inprocess", url: str | None = None, token: str | None = None, **kwargs: Any) -> gym.Env:
+# env backends of `create_env`: name -> "module:callable(spec, **kwargs)" (imported on use, so
+# the registry depends on no env or client module)
+ENV_BACKENDS: dict[str, str] = {
+    "inprocess": "arlarena_envs.registry:_inprocess_env",
+    "remote": "arlarena_envs.server.client:remote_env",
+}
+
+
+def create_env(*, env_id: str, backend: str = "inprocess", **kwargs: Any) -> gym.Env:
     """The entry point registered with Gymnasium for every spec.
 
-    backend="inprocess" builds the spec's class here; backend="remote" returns a client of an
-    env server (`arlarena serve`) at `url`, with the same API and identical transcripts."""
+    backend="inprocess" builds the spec's class here (the spec is handed to the env);
+    backend="remote" returns a client of an env server (`arlarena serve`) at `url=`, with the
+    same API and identical transcripts (see `arlarena_envs.server.client.remote_env`)."""
     spec = get_spec(env_id)
-    if backend == "inprocess":
-        if url is not None or token is not None:
-            raise TypeError("url/token only apply to backend='remote'")
-        missing = [x for x in spec.requires if importlib.util.find_spec(_EXTRA_PROBES.get(x, x)) is None]
-        if missing:
-            raise MissingDependencyError(
-                f"{spec.id} needs the extra(s) {missing}: pip install 'arlarena-envs[{','.join(missing)}]'"
-            )
-        cls = load_entry_point(spec.entry_point)
-        return cls(env_id=spec.id, **{**spec.kwargs, **kwargs})
-    if backend == "remote":
-        if url is None:
-            raise TypeError("backend='remote' needs url='http://127.0.0.1:PORT'")
-        from arlarena_envs.server.client import RemoteEnv
+    try:
+        target = ENV_BACKENDS[backend]
+    except KeyError:
+        raise ConfigError(f"unknown backend {backend!r}; use one of {sorted(ENV_BACKENDS)}") from None
+    return load_entry_point(target)(spec, **kwargs)
 
-        return RemoteEnv(spec.id, url=url, token=token, **kwargs)
-    raise ValueError(f"unknown backend {backend!r}; use 'inprocess' or 'remote'")
+
+def _inprocess_env(spec: EnvSpec, url: str | None = None, token: str | None = None, **kwargs: Any) -> gym.Env:
+    if url is not None or token is not None:
+        raise ConfigError("url/token only apply to backend='remote'; drop them or pass backend='remote'")
+    missing = [x for x in spec.requires if importlib.util.find_spec(_EXTRA_PROBES.get(x, x)) is None]
+    if missing:
+        raise MissingDependencyError(
+            f"{spec.id} needs the extra(s) {missing}: pip install 'arlarena-envs[{','.join(missing)}]'"
+        )
+    cls = load_entry_point(spec.entry_point)
+    return cls(spec=spec, **{**spec.kwargs, **kwargs})
 
 
 # import name to look for, per pip extra named in a spec's `requires`

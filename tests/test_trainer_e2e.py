@@ -119,11 +119,11 @@ def test_monitor_actions_tighten_rollback_stop(tmp_path, monkeypatch):
     assert [a["action"] for a in res.monitor_actions] == ["tighten", "rollback", "stop"]
     assert res.stopped_reason.startswith("monitor stop at step 4")
     rl = {r.step: r for r in _records(res.metrics_path) if r.phase == "rl"}
-    assert rl[2].model_extra["monitor_action"] == "tighten" and rl[2].model_extra["clip_scale"] == 0.5
+    assert rl[2].monitor_action == "tighten" and rl[2].clip_scale == 0.5
     assert rl[2].lr == pytest.approx(cfg.trainer.lr)  # the record shows the lr used in that step
     assert rl[3].lr == pytest.approx(cfg.trainer.lr * 0.5)
-    assert rl[3].model_extra["rollback_to"] == 1  # newest checkpoint at or before last_healthy_step
-    assert rl[4].model_extra["monitor_action"] == "stop"
+    assert rl[3].rollback_to == 1  # newest checkpoint at or before last_healthy_step
+    assert rl[4].monitor_action == "stop"
 
 
 def test_missing_monitor_module_disables_it(tmp_path):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from arlarena_baselines.bc import collect_oracle_examples, oracle_response
 from arlarena_baselines.config import SamplingConfig
-from arlarena_baselines.rollout import Generation, RolloutEngine, collect_rollouts
-from arlarena_baselines.train import protocol_for
-from arlarena_baselines.config import load_config
+from arlarena_baselines.rollout import RolloutEngine, collect_rollouts
+from arlarena_envs.contract import ParseStatus
+from arlarena_envs.episodes import Reply
 from arlarena_envs.parsing import parse_response
 from arlarena_envs.pools import make_pool
 
@@ -21,36 +21,57 @@ class Scripted(RolloutEngine):
         out = []
         for p in prompts:
             self.prompts.append(p)
-            out.append(Generation([1, 2], [3], self.responses[self.i % len(self.responses)]))
+            out.append(Reply(self.responses[self.i % len(self.responses)], prompt_ids=[1, 2], response_ids=[3]))
             self.i += 1
         return out
 
 
 def test_collect_rollouts_records_groups_turns_and_validity():
-    cfg = load_config("demo_cpu", ["env.max_steps=3", "env.env_kwargs={history_length: 2}"])
-    proto = protocol_for(cfg)
+    pool = make_pool("arlarena/Sokoban-v0", 4, env_kwargs={"max_steps": 3, "action_format": "tagged", "history_length": 2})
+    proto = pool.protocol
     assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
-    pool = make_pool("arlarena/Sokoban-v0", 4, env_kwargs={"max_steps": 3, "action_format": "tagged"})
     engine = Scripted(["<think>x</think><action>up</action>", "up"])  # the bare "up" is invalid when tagged
-    trajs = collect_rollouts(pool, engine, [11, 12], 2, SamplingConfig(), proto, 1024, group_offset=5)
+    trajs = collect_rollouts(pool, engine, [11, 12], 2, SamplingConfig(), group_offset=5)
     assert [t.group for t in trajs] == [5, 5, 6, 6]
-    assert len({t.traj for t in trajs}) == 4
+    assert len({t.episode for t in trajs}) == 4
     assert [t.seed for t in trajs] == [11, 11, 12, 12]
     t0 = trajs[0]
-    assert [s.turn for s in t0.samples] == list(range(len(t0.samples)))
+    assert [s.turn for s in t0.turns] == list(range(len(t0.turns)))
     # group members start from the same state
-    assert trajs[0].samples[0].state_hash == trajs[1].samples[0].state_hash != trajs[2].samples[0].state_hash
-    statuses = {s.parse_status for t in trajs for s in t.samples}
+    assert trajs[0].turns[0].state_hash == trajs[1].turns[0].state_hash != trajs[2].turns[0].state_hash
+    statuses = {s.parse_status.value for t in trajs for s in t.turns}
     assert statuses <= {"ok", "no_tag"} and "no_tag" in statuses
     for t in trajs:
-        for s in t.samples:
+        for s in t.turns:
             if not s.valid_action:
                 assert s.native_reward == s.reward + proto.invalid_action_penalty
+                assert s.penalty == proto.invalid_action_penalty
             else:
-                assert s.native_reward == s.reward
+                assert s.native_reward == s.reward and s.penalty == 0.0
+            assert (s.prompt_ids, s.response_ids) == ([1, 2], [3])
     # the prompt is rebuilt each turn with the last observations (history 2)
     assert any("Prior to this step, you have already taken 2 step(s)" in p for p in engine.prompts)
+    assert [s.prompt for t in trajs for s in t.turns] and all(s.prompt in engine.prompts for t in trajs for s in t.turns)
     pool.close()
+
+
+def test_prompt_after_an_invalid_action_is_the_envs_own():
+    """The recorded prompt of the turn after an invalid action is exactly what a fresh env,
+    replayed with the same responses, renders (`env.prompt()`): the runner keeps no history."""
+    from arlarena_envs.registry import make
+
+    kw = {"max_steps": 4, "action_format": "tagged", "history_length": 2}
+    pool = make_pool("arlarena/Sokoban-v0", 1, env_kwargs=kw)
+    engine = Scripted(["<think>x</think><action>up</action>", "<action>up", "<think>y</think><action>left</action>"])
+    (ep,) = collect_rollouts(pool, engine, [3], 1, SamplingConfig())
+    pool.close()
+    assert ep.turns[1].parse_status is ParseStatus.TRUNCATED and ep.turns[1].penalty > 0
+    env = make("arlarena/Sokoban-v0", **kw).unwrapped
+    env.reset_result(seed=3)
+    for t in ep.turns:
+        assert t.prompt == env.prompt()
+        env.step_result(t.response)
+    assert "<action>up" not in ep.turns[2].prompt  # the invalid turn's history entry is the env's ('' action)
 
 
 def test_bc_examples_are_valid_tagged_responses():
@@ -77,3 +98,43 @@ def test_tiny_tokenizer_roundtrip_keeps_pre_tokenizer(tmp_path):
     for text in corpus[:2]:
         assert back(text)["input_ids"] == tok(text)["input_ids"]
     assert back.eos_token == "<|im_end|>" and back.chat_template
+
+
+def test_empg_reads_turn_indices_when_the_prompt_has_no_history():
+    """history_length=0: the prompt says nothing about the turn, yet EMPG's next-turn bonus
+    follows each row's TurnRecord.turn (the reference's prompt regex reads 0 on every row)."""
+    import torch
+
+    from arlarena_baselines import advantages as A
+    from arlarena_baselines.batch import TurnBatch
+    from arlarena_baselines.config import load_config
+    from arlarena_baselines.estimators import compute_advantages
+
+    pool = make_pool("arlarena/Sokoban-v0", 2, env_kwargs={"max_steps": 3, "action_format": "tagged", "history_length": 0})
+    episodes = collect_rollouts(pool, Scripted(["<think>x</think><action>up</action>", "up"]), [4], 2, SamplingConfig())
+    pool.close()
+    batch = TurnBatch.from_episodes(episodes)
+    assert all("step(s)" not in t.prompt for t in batch.turns)
+    assert [t.turn for t in batch.turns] == [0, 1, 2, 0, 1, 2]
+    algo = load_config("empg").algorithm
+    entropy = torch.linspace(0.1, 1.0, len(batch)).unsqueeze(-1)
+    got = compute_advantages(batch, entropy, algo)
+    from arlarena_baselines.estimators import row_scores, token_level_rewards
+
+    grpo = A.compute_grpo_outcome_advantage(token_level_rewards(row_scores(batch, algo), batch.mask), batch.mask, batch.group, batch.episode)
+    want = A.compute_empg_advantage(grpo, entropy, batch.mask, [0, 1, 2, 0, 1, 2], batch.episode)
+    all_zero = A.compute_empg_advantage(grpo, entropy, batch.mask, [0] * 6, batch.episode)
+    assert torch.equal(got, want) and not torch.equal(got, all_zero)
+
+
+def test_unknown_estimator_and_loss_names_raise_typed_errors():
+    import pytest
+
+    from arlarena_baselines.estimators import get_estimator
+    from arlarena_baselines.losses import get_policy_loss_fn
+    from arlarena_envs.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="algorithm.adv_estimator"):
+        get_estimator("gae")
+    with pytest.raises(UnknownNameError, match="algorithm.loss_mode"):
+        get_policy_loss_fn("ppo2")

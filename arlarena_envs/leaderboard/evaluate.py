@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from arlarena_envs.contract import EnvSpec, ParseStatus, Protocol, SamplingParams, TurnRecord
+from arlarena_envs.contract import EnvSpec, ParseStatus, Protocol, SamplingParams
+from arlarena_envs.episodes import Reply, TurnView, run_episodes
 from arlarena_envs.errors import ConfigError
 from arlarena_envs.leaderboard.models import (
     EpisodeResult,
@@ -36,6 +37,7 @@ from arlarena_envs.leaderboard.models import (
     data_checksum,
 )
 from arlarena_envs.leaderboard.policies import LeaderboardPolicy, make_policy
+from arlarena_envs.pools import InProcessPool
 from arlarena_envs.registry import create_env, get_spec
 
 
@@ -85,42 +87,17 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_tasks: int, key: str, keep_prompts: bool) -> EpisodeResult:
-    """Play episode `index` of the protocol to its end; returns its record."""
+    """Play episode `index` of the protocol to its end (the episode runner over a one-env pool)."""
     t0 = time.perf_counter()
-    task_index = index % n_tasks
-    obs, info = env.reset_result(seed=index, options={"task_index": task_index, "split": split})
     policy.reset(index)
-    turns: list[TurnRecord] = []
-    counts: dict[str, int] = {}
-    total, task_type = 0.0, info.extra.get("task_type")
-    won, score, truncated, reason = info.won, info.score, False, None
-    while True:
-        prompt = env.prompt() if keep_prompts else None
-        response = policy.act(obs, env)
-        r = env.step_result(response)
-        status = r.info.parse_status.value if isinstance(r.info.parse_status, ParseStatus) else str(r.info.parse_status)
-        counts[status] = counts.get(status, 0) + 1
-        total += r.reward
-        turns.append(
-            TurnRecord(
-                step=r.info.step, observation=obs.text, state_hash=obs.state_hash, prompt=prompt, response=response,
-                action=r.info.action, parse_status=r.info.parse_status, reward=r.reward, terminated=r.terminated,
-                truncated=r.truncated, info_extra=r.info.extra,
-            )
-        )
-        obs = r.observation
-        won, score = r.info.won, r.info.score
-        task_type = r.info.extra.get("task_type", task_type)
-        if r.done:
-            truncated = r.truncated
-            reason = r.info.extra.get("truncated_reason") if r.truncated else None
-            break
-    return EpisodeResult(
-        index=index, seed=index, split=split, task_index=task_index, task=obs.task,
-        task_type=None if task_type is None else str(task_type), won=bool(won), score=float(score),
-        total_reward=float(total), steps=len(turns), truncated=truncated, truncated_reason=reason,
-        parse_counts=counts, episode_key=key, elapsed_s=time.perf_counter() - t0, turns=turns,
-    )
+
+    def act(view: TurnView) -> list[Reply | None]:
+        return [Reply(policy.act(view.observations[0], env))]
+
+    pool = InProcessPool.of_envs([env])
+    options = {"task_index": index % n_tasks, "split": split}
+    (episode,) = run_episodes(pool, act, [index], options=[options], first_episode=index, keep_prompts=keep_prompts)
+    return EpisodeResult.from_episode(episode, index=index, episode_key=key, elapsed_s=time.perf_counter() - t0)
 
 
 def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, n_tasks, key, keep_prompts, ep_dir) -> list[int]:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from arlarena_envs.contract import EnvSpec, Protocol, SamplingParams, TurnRecord
+from arlarena_envs.contract import EnvSpec, EpisodeRecord, Protocol, SamplingParams, TurnRecord
 from arlarena_envs.errors import ArlArenaError
 
 
@@ -145,6 +145,22 @@ class EpisodeResult(_Model):
     episode_key: str = Field(description="Provenance.episode_key() of the run that wrote it")
     elapsed_s: float = 0.0
     turns: list[TurnRecord] = Field(default_factory=list)
+
+    @classmethod
+    def from_episode(cls, e: EpisodeRecord, *, index: int, episode_key: str, elapsed_s: float) -> "EpisodeResult":
+        """The leaderboard's file for one episode-runner record (its turns kept as they are)."""
+        counts: dict[str, int] = {}
+        for t in e.turns:
+            counts[t.parse_status.value] = counts.get(t.parse_status.value, 0) + 1
+        task_type = next((t.info_extra["task_type"] for t in reversed(e.turns) if "task_type" in t.info_extra), None)
+        last = e.turns[-1] if e.turns else None
+        return cls(
+            index=index, seed=e.seed if e.seed is not None else index, split=e.split or "", task_index=e.task_index or 0,
+            task=e.task, task_type=None if task_type is None else str(task_type), won=e.won, score=e.score,
+            total_reward=e.total_reward, steps=e.length, truncated=bool(last and last.truncated),
+            truncated_reason=e.truncated_reason, parse_counts=counts, episode_key=episode_key, elapsed_s=elapsed_s,
+            turns=e.turns,
+        )
 
 
 class LeaderboardRow(_Model):

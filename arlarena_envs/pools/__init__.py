@@ -15,8 +15,9 @@ import abc
 import importlib
 from typing import Any, Sequence
 
-from arlarena_envs.contract import Observation, StepInfo, StepResult
+from arlarena_envs.contract import Observation, Protocol, StepInfo, StepResult
 from arlarena_envs.errors import ConfigError
+from arlarena_envs.registry import make
 
 BACKENDS: dict[str, str] = {
     "inprocess": "arlarena_envs.pools:InProcessPool",
@@ -32,6 +33,7 @@ class EnvPool(abc.ABC):
 
     env_id: str
     num_envs: int
+    protocol: Protocol  # what every env of the pool plays: the spec's protocol with the pool's overrides
 
     @abc.abstractmethod
     def reset(
@@ -47,9 +49,9 @@ class EnvPool(abc.ABC):
     def oracle_actions(self) -> list[str | None]:
         """The expert's next action for every env (None where there is none)."""
 
+    @abc.abstractmethod
     def prompts(self) -> list[str]:
-        """The current prompt of every env (rendered from the spec's template)."""
-        raise NotImplementedError
+        """The current prompt of every env (`env.prompt()`: the spec's template, last H steps)."""
 
     @abc.abstractmethod
     def close(self) -> None: ...
@@ -65,12 +67,23 @@ class InProcessPool(EnvPool):
     """All envs in this process, stepped one after another (fast for cheap envs)."""
 
     def __init__(self, env_id: str, num_envs: int, env_kwargs: dict[str, Any] | None = None):
-        from arlarena_envs.registry import make
-
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.env_id, self.num_envs = env_id, num_envs
         self.envs = [make(env_id, **(env_kwargs or {})).unwrapped for _ in range(num_envs)]
+        self.protocol = self.envs[0].protocol
+
+    @classmethod
+    def of_envs(cls, envs: Sequence[Any]) -> "InProcessPool":
+        """A pool over envs built elsewhere (a TextEnv or a RemoteEnv each), e.g. the
+        leaderboard's single env; closing the pool closes them."""
+        if not envs:
+            raise ConfigError("a pool needs at least one env")
+        pool = cls.__new__(cls)
+        pool.envs = list(envs)
+        pool.env_id, pool.num_envs = envs[0].env_spec.id, len(envs)
+        pool.protocol = envs[0].protocol
+        return pool
 
     def reset(self, seeds, options=None):
         if len(seeds) != self.num_envs:

@@ -81,6 +81,7 @@ class RayPool(EnvPool):
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         self.env_id, self.num_envs = get_spec(env_id).id, num_envs
         self.env_kwargs = dict(env_kwargs or {})
+        self.protocol = get_spec(env_id).protocol.with_overrides(self.env_kwargs)
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init_kwargs or {}))
         self._ray = ray

@@ -116,6 +116,7 @@ class ServerPool(EnvPool):
             for wi in range(len(self.workers)):
                 self._open_channel(wi)
             list(self._executor.map(self._open, range(num_envs)))
+            self.protocol = self.clients[0].protocol
         except BaseException:
             self.close()
             raise

@@ -27,7 +27,14 @@ import gymnasium as gym
 
 from arlarena_envs.contract import EnvSpec, Observation, ParsedAction, Protocol, StepInfo, StepResult
 from arlarena_envs.core import ACTION_MAX_CHARS, OBS_MAX_CHARS, TextEnv
-from arlarena_envs.errors import InvalidActionError, MissingDependencyError, RemoteEnvError, ResetNeededError, ServerLostError
+from arlarena_envs.errors import (
+    ConfigError,
+    InvalidActionError,
+    MissingDependencyError,
+    RemoteEnvError,
+    ResetNeededError,
+    ServerLostError,
+)
 from arlarena_envs.spaces import UnicodeText
 
 
@@ -240,7 +247,7 @@ class RemoteEnv(gym.Env[str, str]):
         self.action_space = UnicodeText(ACTION_MAX_CHARS)
         created = self._call("create", {"env_id": env_id, "env_kwargs": env_kwargs})
         self.session_id: str = created["session_id"]
-        self.env_spec_: EnvSpec = EnvSpec.model_validate(created["spec"])
+        self.env_spec: EnvSpec = EnvSpec.model_validate(created["spec"])  # as the server has it
         self.protocol: Protocol = Protocol.model_validate(created["protocol"])
         self.split: str = created["split"]
         self.lease_s: float | None = created["lease_s"]
@@ -285,11 +292,6 @@ class RemoteEnv(gym.Env[str, str]):
     def observation(self) -> Observation | None:
         return self._last
 
-    @property
-    def spec_model(self) -> EnvSpec:
-        """The served env's registry spec (as the server has it)."""
-        return self.env_spec_
-
     # ------------------------------------------------------------------ Gymnasium API
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
@@ -331,3 +333,10 @@ class RemoteEnv(gym.Env[str, str]):
 
 
 __all__ = ["RemoteEnv", "ServerChannel", "raise_for_error"]
+
+
+def remote_env(spec: EnvSpec, url: str | None = None, token: str | None = None, **kwargs: Any) -> RemoteEnv:
+    """`create_env(backend="remote")`: a client of the env server at `url` for `spec`."""
+    if url is None:
+        raise ConfigError("backend='remote' needs url='http://127.0.0.1:PORT' (an `arlarena serve` address)")
+    return RemoteEnv(spec.id, url=url, token=token, **kwargs)

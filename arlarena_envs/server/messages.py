@@ -125,21 +125,6 @@ MUTATING_OPS = frozenset({"create", "reset", "step", "close"})
 
 
 # HTTP bodies: the same fields minus the ones the route carries
-class ResetBody(_Msg):
-    request_id: RequestId = None
-    seed: int | None = Field(None, ge=0)
-    options: dict[str, Any] | None = None
-
-
-class StepBody(_Msg):
-    request_id: RequestId = None
-    action: str | ParsedAction
-
-
-class CloseBody(_Msg):
-    request_id: RequestId = None
-
-
 # ------------------------------------------------------------------------------- results
 
 

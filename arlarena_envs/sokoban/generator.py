@@ -49,19 +49,6 @@ def _topology(rng: np.random.Generator, h: int, w: int, steps: int) -> set[Pos]:
     return floor
 
 
-def _reachable(level: Level, boxes: frozenset[Pos], start: Pos) -> set[Pos]:
-    seen = {start}
-    todo = [start]
-    while todo:
-        p = todo.pop()
-        for d in DIRECTIONS.values():
-            q = add(p, d)
-            if q not in seen and level.is_free(q) and q not in boxes:
-                seen.add(q)
-                todo.append(q)
-    return seen
-
-
 def reverse_depths(level: Level, solved_boxes: frozenset[Pos], max_depth: int) -> dict[State, int]:
     """BFS over pull moves from every solved position; depth = optimal forward solution length.
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -51,14 +50,6 @@ VERL_NAME_MAP: dict[str, str] = {
     "val/text/test_score": "eval_score",
     "response_length/mean": "response_length",
     "_runtime": "time_s",
-}
-VERL_NAME_NOTES: dict[str, str] = {
-    "actor/entropy_loss": "agg_loss of the old-policy token entropy: the main entropy curve",
-    "actor/new_log_prob_entropy": "used only when actor/entropy_loss is absent (its mean includes padding)",
-    "actor/pg_clipfrac": "tokens where the clipped term is active (the standard PPO clip fraction)",
-    "actor/pg_clipfrac_lower": "dual-clip lower bound (A < 0 and ratio > c)",
-    "actor/kl_loss": "KL to the reference policy (logged when use_kl_loss)",
-    "_runtime": "W&B exports: seconds since the run started",
 }
 STEP_KEYS: tuple[str, ...] = ("step", "training/global_step", "global_step", "trainer/global_step", "Step", "_step")
 _FIELDS = set(MetricRecord.model_fields)
@@ -216,5 +207,3 @@ def load_run(run: str | Path, name: str | None = None) -> RunLog:
     return RunLog(name=name, path=str(path), format=fmt, records=records, warnings=warnings)
 
 
-def finite_or_none(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None

@@ -220,10 +220,6 @@ class StabilityMonitor:
         return self._success_key
 
     @property
-    def healthy_steps(self) -> list[int]:
-        return list(self._healthy)
-
-    @property
     def decisions(self) -> list[MonitorDecision]:
         """Every decision of the steps currently in the history (after rewinds)."""
         return list(self._decisions)

@@ -289,7 +289,3 @@ def _products_for_checksum(products: Sequence[dict[str, Any]]) -> list[dict[str,
     return [{k: p.get(k) for k in keys} for p in products]
 
 
-def catalogue_checksums(cat: Catalogue) -> dict[str, str]:
-    """Checksums of a loaded catalogue, as `expected` takes them (without the file hash)."""
-    return {"products": checksum(_products_for_checksum(cat.products)), "goals": checksum(cat.goals)}
-

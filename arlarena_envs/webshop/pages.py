@@ -13,7 +13,6 @@ import json
 from typing import Any, Iterable, Mapping, Sequence
 
 PRODUCT_WINDOW = 10
-SUB_PAGES = ("Description", "Features", "Reviews", "Attributes")
 Node = tuple[str, str]
 
 

@@ -21,12 +21,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from arlarena_envs.webshop.matching import normalize_color, token_set_ratio
 
 RewardMode = Literal["original", "corrected"]
-NounFn = Callable[[str], Sequence[str]]
 MATCH_THRESHOLD = 85  # strictly greater than this counts as a match
 
 

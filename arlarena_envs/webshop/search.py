@@ -46,7 +46,6 @@ class SearchIndex:
         self._lock = threading.Lock()  # guards the stem cache and the (C) stemmer
         self._retriever = bm25s.BM25(method="lucene", k1=K1, b=B)
         self._retriever.index([self._tokens(d) for d in docs], show_progress=False)
-        self.n_docs = len(docs)
         self.search = functools.lru_cache(maxsize=4096)(self._search)
 
     def _tokens(self, text: str) -> list[str]:

@@ -12,7 +12,6 @@ verl-agent's gigpo/core_gigpo.py for GiGPO); where verl-agent or verl differ it 
 from __future__ import annotations
 
 import difflib
-import re
 from collections import defaultdict
 from typing import Any, Hashable, Literal, Sequence
 
@@ -320,20 +319,11 @@ def gigpo_advantage_components(
 
 # ------------------------------------------------------------------------------- EMPG
 
-TURN_RE = re.compile(r"you have already taken (\d+) step\(s\)")
-
-
-def turn_from_prompt(prompt: str) -> int:
-    """The turn index read from the prompt ('... you have already taken N step(s) ...'), else 0."""
-    m = TURN_RE.search(prompt)
-    return int(m.group(1)) if m else 0
-
-
 def compute_empg_advantage(
     advantages: torch.Tensor,
     old_entropy: torch.Tensor,
     response_mask: torch.Tensor,
-    prompts: Sequence[str],
+    turns: Sequence[int],
     traj_index: Sequence[Hashable],
     k: float = 1.0,
     k_f: float = 1.0,
@@ -343,7 +333,8 @@ def compute_empg_advantage(
 
     H_i = Σ_t H·m / max(Σ_t m, 1);  Hn = (H − min H)/(max H − min H + 1e-8)   (over the batch)
     g = exp(−k·Hn); g = g/(mean(g) + 1e-8)  (float32);  f = exp(−k_f·Hn)  (float32)
-    turn_i from the prompt regex 'you have already taken (\\d+) step\\(s\\)' (else 0)
+    turn_i = the row's turn index (`TurnRecord.turn`; the reference reads it back from the
+      prompt text with a regex, which gives 0 on every row when the prompt shows no history)
     table[traj][turn] = f_i (later rows overwrite);  A_i ← g_i·A_i, then
     A_i += ζ·table[traj_i][turn_i+1] if turn_i + 1 < len(table[traj_i])
     (a missing turn there raises MissingTurnError, a KeyError/ValueError as the reference)
@@ -355,9 +346,9 @@ def compute_empg_advantage(
     g = (g / (g.mean() + 1e-8)).to(torch.float32)
     f = torch.exp(-k_f * hn).to(torch.float32)
     tix = _ids(traj_index)
-    if len(prompts) != len(tix) or len(tix) != advantages.shape[0]:
-        raise ValueError("prompts, traj_index and advantages must have one entry per row")
-    turns = [turn_from_prompt(p) for p in prompts]
+    if len(turns) != len(tix) or len(tix) != advantages.shape[0]:
+        raise ValueError("turns, traj_index and advantages must have one entry per row")
+    turns = [int(t) for t in turns]
     table: dict[Hashable, dict[int, torch.Tensor]] = defaultdict(dict)
     for i, (t, turn) in enumerate(zip(tix, turns)):
         table[t][turn] = f[i]

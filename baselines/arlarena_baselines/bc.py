@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
+from arlarena_envs.episodes import Reply, TurnPolicy, TurnView, run_episodes, turn_major
 from arlarena_envs.errors import ArlArenaError
 from arlarena_envs.pools import EnvPool
 from arlarena_envs.policies import wrap_tagged
+
+from arlarena_baselines.rollout import to_chat
 
 
 @dataclass
@@ -22,32 +25,25 @@ def oracle_response(action: str, think_template: str = "{action}") -> str:
     return wrap_tagged(action, think_template.format(action=action))
 
 
+def oracle_policy(think_template: str = "{action}") -> TurnPolicy:
+    """The episode runner's policy for behaviour cloning: the env's expert move, as a tagged
+    response (None where the env has no expert move: that episode stops)."""
+
+    def act(view: TurnView) -> list[Reply | None]:
+        oracle = view.pool.oracle_actions()
+        return [None if oracle[j] is None else Reply(oracle_response(oracle[j], think_template)) for j in view.active]
+
+    return act
+
+
 def collect_oracle_examples(pool: EnvPool, seeds: Sequence[int], think_template: str = "{action}") -> list[BCExample]:
-    """Play the oracle on `seeds` (pool.num_envs at a time); one example per expert turn."""
+    """Play the oracle on `seeds` (pool.num_envs at a time); one example per expert turn, in the
+    order the turns were played (turn-major within each batch of envs)."""
     examples: list[BCExample] = []
     n = pool.num_envs
     for start in range(0, len(seeds), n):
-        chunk = list(seeds[start : start + n])
-        live = len(chunk)
-        chunk += [chunk[-1]] * (n - live)  # pad the last chunk; padded envs are never stepped
-        pool.reset(chunk)
-        active = [j < live for j in range(n)]
-        while any(active):
-            prompts = pool.prompts()
-            oracle = pool.oracle_actions()
-            actions: list[str | None] = [None] * n
-            for j in range(n):
-                if active[j]:
-                    if oracle[j] is None:
-                        active[j] = False
-                        continue
-                    actions[j] = oracle_response(oracle[j], think_template)
-                    examples.append(BCExample(prompts[j], actions[j]))
-            if not any(a is not None for a in actions):
-                break
-            for j, r in enumerate(pool.step(actions)):
-                if r is not None and r.done:
-                    active[j] = False
+        episodes = run_episodes(pool, oracle_policy(think_template), list(seeds[start : start + n]))
+        examples += [BCExample(t.prompt or "", t.response) for t in turn_major(episodes)]
     if not examples:
         raise ArlArenaError("the env's oracle produced no actions; behaviour cloning needs env.oracle_action()")
     return examples
@@ -55,8 +51,6 @@ def collect_oracle_examples(pool: EnvPool, seeds: Sequence[int], think_template:
 
 def encode_examples(tokenizer: Any, examples: Sequence[BCExample], max_prompt_tokens: int) -> list[tuple[list[int], list[int]]]:
     """(prompt ids with the chat template, response ids + eos) per example."""
-    from arlarena_baselines.rollout import to_chat
-
     out = []
     for ex in examples:
         p = tokenizer(to_chat(tokenizer, ex.prompt), add_special_tokens=False)["input_ids"][-max_prompt_tokens:]

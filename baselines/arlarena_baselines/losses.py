@@ -12,15 +12,12 @@ mmean(v, m) = Σ where(m, v, 0)·m / (Σ m + 1e-8).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
-LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+from arlarena_envs.errors import UnknownNameError
+
 LOSS_AGG_MODES: tuple[str, ...] = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
-KLKind = Literal["kl", "k1", "abs", "mse", "k2", "low_var_kl", "k3"]
-
-
 @dataclass
 class PolicyLossOutput:
     """What every policy loss returns: the scalar loss and its diagnostics (0-d tensors)."""
@@ -30,7 +27,6 @@ class PolicyLossOutput:
     ppo_kl: torch.Tensor
     pg_clipfrac_lower: torch.Tensor
     num_masked_seqs: torch.Tensor
-    effective_mask: torch.Tensor  # the mask after the sequence mask (== response_mask without it)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -154,7 +150,7 @@ def compute_policy_loss_vanilla(
         tis = torch.exp(old_log_prob - rollout_log_probs).clamp(max=tis_imp_ratio_cap)
         loss = loss * tis
     pg_loss = agg_loss(loss, mask, loss_agg_mode)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, clipfrac_lower, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, clipfrac_lower, num_masked)
 
 
 def compute_policy_loss_drgrpo(
@@ -216,7 +212,7 @@ def compute_policy_loss_gspo(
     clipfrac = masked_mean(torch.gt(l2, l1).to(log_prob.dtype), response_mask)
     ppo_kl = masked_mean(-delta, response_mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, torch.zeros((), dtype=torch.long), response_mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, torch.zeros((), dtype=torch.long))
 
 
 def compute_policy_loss_sapo(
@@ -264,7 +260,7 @@ def compute_policy_loss_sapo(
     lo = ((ratio < 1 - eps_low) & (advantages < 0)).to(log_prob.dtype)
     clipfrac = masked_mean(torch.clamp(hi + lo, max=1.0), mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked)
 
 
 def compute_policy_loss_cispo(
@@ -301,7 +297,7 @@ def compute_policy_loss_cispo(
     pg_loss = agg_loss(loss, mask, loss_agg_mode)
     clipfrac = masked_mean(torch.ne(ratio, clipped).to(log_prob.dtype), mask)
     zero = torch.zeros((), dtype=log_prob.dtype, device=log_prob.device)
-    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked, mask)
+    return PolicyLossOutput(pg_loss, clipfrac, ppo_kl, zero, num_masked)
 
 
 def kl_penalty(logprob: torch.Tensor, ref_logprob: torch.Tensor, kind: str = "low_var_kl") -> torch.Tensor:
@@ -342,9 +338,25 @@ POLICY_LOSSES = {
 }
 
 
+# the AlgorithmConfig settings each loss takes besides the clip ranges and loss_agg_mode
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "vanilla": ("clip_ratio_c", "use_seq_mask", "seq_mask_delta"),
+    "drgrpo": ("clip_ratio_c", "max_response_len_per_turn"),
+    "gspo": (),
+    "sapo": ("use_seq_mask", "seq_mask_delta", "tau_pos", "tau_neg"),
+    "cispo": ("use_seq_mask", "seq_mask_delta"),
+}
+
+
+def loss_options(name: str) -> tuple[str, ...]:
+    """The extra settings loss `name` takes (see LOSS_OPTIONS)."""
+    get_policy_loss_fn(name)
+    return LOSS_OPTIONS[name]
+
+
 def get_policy_loss_fn(name: str):
     """The loss function registered under `name` (vanilla, drgrpo, gspo, sapo, cispo)."""
     try:
         return POLICY_LOSSES[name]
     except KeyError:
-        raise ValueError(f"unknown policy loss {name!r}; choose one of {sorted(POLICY_LOSSES)}") from None
+        raise UnknownNameError(f"unknown policy loss {name!r}; set algorithm.loss_mode to one of {sorted(POLICY_LOSSES)}") from None

@@ -1,73 +1,25 @@
 """Multi-turn rollouts over an env pool, behind one engine interface.
 
-One training sample = one turn: the prompt is rebuilt every turn from the env's template
-(`pool.prompts()`: task, last H observation/action pairs, current observation, admissible
-actions), the policy answers, the pool steps. A group is G envs reset with the same task seed.
+One training sample = one turn (`contract.TurnRecord`), recorded by the episode runner
+(`arlarena_envs.episodes.run_episodes`): the prompt is the env's own (`pool.prompts()`), the
+engine answers every active env in one batch, the pool steps. A group is G envs reset with the
+same task seed.
 
 Engines: `HFEngine` (transformers `generate`, CPU or GPU) and `VLLMEngine` (GPU, extra `gpu`,
-imported lazily). Both turn prompts into `Generation`s (token ids + text).
+imported lazily). Both turn prompts into `Reply`s (text, token ids; vLLM adds its log-probs).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from arlarena_envs.contract import InvalidActionPolicy, Protocol
+from arlarena_envs.contract import EpisodeRecord
+from arlarena_envs.episodes import Reply, TurnPolicy, TurnView, run_episodes
 from arlarena_envs.errors import ConfigError, MissingDependencyError
 from arlarena_envs.pools import EnvPool
-from arlarena_envs.prompts import render_prompt
 
 from arlarena_baselines.config import SamplingConfig
-
-
-@dataclass
-class Generation:
-    prompt_ids: list[int]
-    response_ids: list[int]  # ends with eos when the model stopped by itself
-    text: str
-
-
-@dataclass
-class Sample:
-    """One turn of one trajectory: a training row."""
-
-    group: int
-    traj: int
-    turn: int
-    prompt: str
-    prompt_ids: list[int]
-    response_ids: list[int]
-    response: str
-    anchor: str  # the observation the prompt was built from (GiGPO anchor)
-    state_hash: str  # true-state hash of that observation
-    parse_status: str
-    format_valid: bool
-    valid_action: bool
-    reward: float  # env step reward (with the env's own invalid penalty)
-    native_reward: float  # the step reward without the invalid penalty
-    done: bool
-
-
-@dataclass
-class Trajectory:
-    group: int
-    traj: int
-    seed: int
-    samples: list[Sample] = field(default_factory=list)
-    won: bool = False
-    score: float = 0.0
-
-    @property
-    def episode_reward(self) -> float:
-        """Sum of env step rewards (what the env paid, invalid penalties included)."""
-        return float(sum(s.reward for s in self.samples))
-
-    @property
-    def native_episode_reward(self) -> float:
-        """Sum of step rewards before the invalid-action penalty (the filter's and GRPO's R)."""
-        return float(sum(s.native_reward for s in self.samples))
 
 
 def to_chat(tokenizer: Any, prompt: str) -> str:
@@ -81,7 +33,7 @@ class RolloutEngine(abc.ABC):
     tokenizer: Any
 
     @abc.abstractmethod
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]: ...
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]: ...
 
     def sync_weights(self, model: Any) -> None:
         """Make the engine use `model`'s current weights (no-op when they are shared)."""
@@ -103,11 +55,11 @@ class HFEngine(RolloutEngine):
         self.model, self.tokenizer = model, tokenizer
         self.max_prompt_tokens, self.batch_size = max_prompt_tokens, batch_size
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]:
         import torch
 
         tok = self.tokenizer
-        out: list[Generation] = []
+        out: list[Reply] = []
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
@@ -136,7 +88,7 @@ class HFEngine(RolloutEngine):
                         if t == tok.eos_token_id:
                             break
                     text = tok.decode(resp, skip_special_tokens=True)
-                    out.append(Generation(p_ids, resp, text))
+                    out.append(Reply(text, p_ids, resp))
         finally:
             self.model.train(was_training)
         return out
@@ -183,16 +135,21 @@ class VLLMEngine(RolloutEngine):
         self._sender: Any = None
         self._sender_model: Any = None
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]:
         from vllm import SamplingParams
 
         params = SamplingParams(
             temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
-            max_tokens=sampling.max_new_tokens, skip_special_tokens=True,
+            max_tokens=sampling.max_new_tokens, skip_special_tokens=True, logprobs=0,  # 0: the sampled token's only
         )
         ids = [self.encode_prompt(p, self.max_prompt_tokens) for p in prompts]
         outs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
-        return [Generation(x, list(o.outputs[0].token_ids), o.outputs[0].text) for x, o in zip(ids, outs)]
+        replies = []
+        for x, o in zip(ids, outs):
+            c = o.outputs[0]
+            lps = [step[t].logprob for step, t in zip(c.logprobs, c.token_ids)] if c.logprobs else None
+            replies.append(Reply(c.text, x, list(c.token_ids), lps))
+        return replies
 
     def sync_weights(self, model: Any) -> None:
         """Copy `model`'s current parameters into the engine (same GPU, CUDA IPC), then drop the
@@ -245,11 +202,14 @@ class _CollectiveRPCWeightClient:
         self.llm.collective_rpc("finish_weight_update")
 
 
-def penalty_applied(protocol: Protocol, valid_action: bool) -> float:
-    """The invalid-action penalty the env subtracted from this step's reward."""
-    if valid_action or protocol.invalid_action_policy is InvalidActionPolicy.NOOP:
-        return 0.0
-    return protocol.invalid_action_penalty
+def engine_policy(engine: RolloutEngine, sampling: SamplingConfig) -> TurnPolicy:
+    """The episode runner's policy for a model: one batched `generate` over the active envs'
+    prompts per turn."""
+
+    def act(view: TurnView) -> list[Reply]:
+        return engine.generate(view.prompts, sampling)
+
+    return act
 
 
 def collect_rollouts(
@@ -258,56 +218,17 @@ def collect_rollouts(
     group_seeds: Sequence[int],
     group_size: int,
     sampling: SamplingConfig,
-    protocol: Protocol,
-    max_prompt_tokens: int,
     group_offset: int = 0,
     options: Sequence[dict | None] | None = None,
-) -> list[Trajectory]:
-    """Play one batch: env j of the pool belongs to group j // G and resets with that group's
-    seed. Turns run until every env is done (the env truncates at its max_steps)."""
+) -> list[EpisodeRecord]:
+    """Play one batch: env j of the pool belongs to group `group_offset + j // G` and resets
+    with that group's seed; episode ids are `group_offset * G + j`. Turns run until every env
+    is done (the env truncates at its max_steps)."""
     n = len(group_seeds) * group_size
     if pool.num_envs != n:
         raise ConfigError(f"pool has {pool.num_envs} envs but {len(group_seeds)} groups x {group_size} need {n}")
     seeds = [int(group_seeds[j // group_size]) for j in range(n)]
-    firsts = pool.reset(seeds, options)
-    trajs = [Trajectory(group=group_offset + j // group_size, traj=group_offset * group_size + j, seed=seeds[j]) for j in range(n)]
-    obs = [o for o, _ in firsts]
-    histories: list[list[tuple[str, str]]] = [[] for _ in range(n)]
-    active = [True] * n
-    turn = 0
-    while any(active):
-        try:
-            all_prompts = pool.prompts()
-        except NotImplementedError:
-            all_prompts = [
-                render_prompt(protocol.template_id, task=o.task, observation=o.text, admissible_actions=o.admissible_actions,
-                              history=h, step_count=o.step, history_length=protocol.history_length)
-                for o, h in zip(obs, histories)
-            ]
-        idx = [j for j in range(n) if active[j]]
-        gens = engine.generate([all_prompts[j] for j in idx], sampling)
-        actions: list[str | None] = [None] * n
-        for j, g in zip(idx, gens):
-            actions[j] = g.text
-        results = pool.step(actions)
-        for j, g in zip(idx, gens):
-            r = results[j]
-            assert r is not None
-            info = r.info
-            pen = penalty_applied(protocol, info.valid_action)
-            trajs[j].samples.append(
-                Sample(
-                    group=trajs[j].group, traj=trajs[j].traj, turn=turn, prompt=all_prompts[j],
-                    prompt_ids=g.prompt_ids, response_ids=g.response_ids, response=g.text,
-                    anchor=obs[j].text, state_hash=obs[j].state_hash, parse_status=info.parse_status.value,
-                    format_valid=info.format_valid, valid_action=info.valid_action,
-                    reward=float(r.reward), native_reward=float(r.reward) + pen, done=r.done,
-                )
-            )
-            histories[j].append((obs[j].text, info.action or ""))
-            obs[j] = r.observation
-            trajs[j].won, trajs[j].score = bool(info.won), float(info.score)
-            if r.done:
-                active[j] = False
-        turn += 1
-    return trajs
+    groups = [group_offset + j // group_size for j in range(n)]
+    return run_episodes(
+        pool, engine_policy(engine, sampling), seeds, options=options, groups=groups, first_episode=group_offset * group_size
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,18 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from arlarena_envs.contract import MetricRecord, Protocol
+from arlarena_envs.contract import EpisodeRecord, MetricRecord
 from arlarena_envs.errors import ArlArenaError, ConfigError
 from arlarena_envs.pools import make_pool
-from arlarena_envs.registry import get_spec
 
-from arlarena_baselines import advantages as adv_lib
+from arlarena_baselines import checkpoint as ckpt
 from arlarena_baselines import losses as loss_lib
+from arlarena_baselines.batch import TurnBatch
 from arlarena_baselines.bc import batches, collect_oracle_examples, encode_examples
 from arlarena_baselines.config import TrainConfig, load_config, validate_config
+from arlarena_baselines.estimators import compute_advantages
 from arlarena_baselines.filtering import filter_active, select_groups
 from arlarena_baselines.monitor_adapter import MonitorAdapter, alarms_json
-from arlarena_baselines.rollout import HFEngine, Sample, Trajectory, VLLMEngine, collect_rollouts
+from arlarena_baselines.rollout import HFEngine, VLLMEngine, collect_rollouts
 
 
 @dataclass
@@ -72,16 +72,6 @@ def run(config: TrainConfig | dict | str | Path, overrides: list[str] | None = N
     return Trainer(_as_config(config, overrides), run_dir=run_dir).fit()
 
 
-def protocol_for(cfg: TrainConfig) -> Protocol:
-    """The env's protocol with this run's overrides (max_steps and protocol keys of env_kwargs)."""
-    spec = get_spec(cfg.env.env_id)
-    upd = {k: v for k, v in cfg.env.env_kwargs.items() if k in Protocol.model_fields}
-    upd.setdefault("action_format", cfg.env.action_format)
-    if cfg.env.max_steps is not None:
-        upd["max_steps"] = cfg.env.max_steps
-    return Protocol.model_validate({**spec.protocol.model_dump(), **upd})
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path | None = None):
         import torch
@@ -100,7 +90,6 @@ class Trainer:
         self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
         torch.manual_seed(cfg.trainer.seed)
         self.rng = np.random.default_rng([cfg.env.seed, cfg.trainer.seed])
-        self.protocol = protocol_for(cfg)
         env_kw = dict(cfg.env.env_kwargs)
         env_kw.setdefault("action_format", cfg.env.action_format)
         if cfg.env.max_steps is not None:
@@ -193,21 +182,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ tensors
 
-    def _forward(self, model, rows: list[Sample], T: int, need_entropy: bool):
-        """Per-token log-probs (b, T) of each row's response (and entropies) under `model`."""
+    def _forward(self, model, rows: list[tuple[list[int], list[int]]], T: int, need_entropy: bool):
+        """Per-token log-probs (b, T) of each (prompt ids, response ids) row's response (and entropies) under `model`."""
         torch = self.torch
         pad = self.tok.pad_token_id
-        seqs = [r.prompt_ids + r.response_ids for r in rows]
+        seqs = [p + r for p, r in rows]
         L = max(len(s) for s in seqs)
         ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs], device=self.device)
         attn = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in seqs], device=self.device)
         pos = torch.zeros(len(rows), T, dtype=torch.long)
         tgt = torch.zeros(len(rows), T, dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r.response_ids)
+        for i, (p_ids, r_ids) in enumerate(rows):
+            n = len(r_ids)
             if n:
-                pos[i, :n] = torch.arange(len(r.prompt_ids) - 1, len(r.prompt_ids) - 1 + n)
-                tgt[i, :n] = torch.tensor(r.response_ids)
+                pos[i, :n] = torch.arange(len(p_ids) - 1, len(p_ids) - 1 + n)
+                tgt[i, :n] = torch.tensor(r_ids)
         pos, tgt = pos.to(self.device), tgt.to(self.device)
         head = model.get_output_embeddings()
         base = getattr(model, model.base_model_prefix, None) if head is not None else None
@@ -253,12 +242,12 @@ class Trainer:
         step = 0
         for _epoch in range(cfg.epochs):
             for idx in batches(len(enc), cfg.batch_size, self.rng):
-                rows = [Sample(0, 0, 0, "", enc[i][0], enc[i][1], "", "", "", "ok", True, True, 0.0, 0.0, False) for i in idx]
-                T = max(len(r.response_ids) for r in rows)
+                rows = [enc[i] for i in idx]
+                T = max(len(r) for _, r in rows)
                 logp, _ = self._forward(self.model, rows, T, False)
                 mask = torch.zeros_like(logp)
-                for i, r in enumerate(rows):
-                    mask[i, : len(r.response_ids)] = 1
+                for i, (_, r) in enumerate(rows):
+                    mask[i, : len(r)] = 1
                 if cfg.loss_agg_mode == "token-mean":
                     loss = -(logp * mask).sum() / mask.sum()
                 else:  # seq-mean-token-sum: a short response's decisive token is not diluted
@@ -291,28 +280,24 @@ class Trainer:
         n = self.cfg.trainer.eval_episodes
         if self.eval_pool is None:
             self.eval_pool = self._pool(n, split=self.cfg.env.eval_split)
-        trajs = collect_rollouts(
-            self.eval_pool, self.engine, list(range(n)), 1, self.cfg.rollout.eval_sampling, self.protocol,
-            self.cfg.rollout.max_prompt_tokens,
-        )
-        return float(np.mean([t.won for t in trajs])), float(np.mean([t.episode_reward for t in trajs]))
+        episodes = collect_rollouts(self.eval_pool, self.engine, list(range(n)), 1, self.cfg.rollout.eval_sampling)
+        return float(np.mean([e.won for e in episodes])), float(np.mean([e.total_reward for e in episodes]))
 
     # ------------------------------------------------------------------ rollouts + filtering
 
-    def gather_batch(self, step: int) -> tuple[list[Trajectory], list[Trajectory], dict[str, float]]:
+    def gather_batch(self, step: int) -> tuple[list[EpisodeRecord], list[EpisodeRecord], dict[str, float]]:
         """(kept trajectories, all generated ones, filter stats) for one RL step."""
         cfg, fcfg = self.cfg, self.cfg.algorithm.filter_groups
         G, B = cfg.rollout.group_size, cfg.rollout.num_groups
         active = filter_active(step, fcfg.enable, fcfg.cold_start_steps, True)
-        kept: list[list[Trajectory]] = []
-        everything: list[Trajectory] = []
+        kept: list[list[EpisodeRecord]] = []
+        everything: list[EpisodeRecord] = []
         filtered = 0
         tries = 0
         while True:
             tries += 1
             seeds = self.rng.integers(0, self.cfg.bc.seed_offset, size=B).tolist()
-            trajs = collect_rollouts(self.pool, self.engine, seeds, G, cfg.rollout.sampling, self.protocol,
-                                     cfg.rollout.max_prompt_tokens, group_offset=self.group_counter)
+            trajs = collect_rollouts(self.pool, self.engine, seeds, G, cfg.rollout.sampling, group_offset=self.group_counter)
             self.group_counter += B
             everything += trajs
             groups = [trajs[g * G : (g + 1) * G] for g in range(B)]
@@ -320,8 +305,8 @@ class Trainer:
                 kept = groups
                 break
             last = tries >= fcfg.max_num_gen_batches
-            keep = select_groups([[t.native_episode_reward for t in grp] for grp in groups], B - len(kept), last)
-            filtered += sum(1 for i, grp in enumerate(groups) if i not in keep and len({t.native_episode_reward for t in grp}) == 1)
+            keep = select_groups([[t.native_reward for t in grp] for grp in groups], B - len(kept), last)
+            filtered += sum(1 for i, grp in enumerate(groups) if i not in keep and len({t.native_reward for t in grp}) == 1)
             kept += [groups[i] for i in keep]
             if len(kept) >= B or last:
                 break
@@ -331,69 +316,26 @@ class Trainer:
     # ------------------------------------------------------------------ one RL update
 
     def _loss_kwargs(self) -> dict[str, Any]:
-        a = self.cfg.algorithm
-        s = self.clip_scale
+        """The policy loss's keyword arguments: the clip ranges (times the monitor's clip scale)
+        and the algorithm settings its entry in `losses.LOSS_OPTIONS` names."""
+        a, s = self.cfg.algorithm, self.clip_scale
         kw: dict[str, Any] = dict(
             loss_agg_mode=a.loss_agg_mode,
             clip_ratio=a.clip_ratio * s,
             clip_ratio_low=None if a.clip_ratio_low is None else a.clip_ratio_low * s,
             clip_ratio_high=None if a.clip_ratio_high is None else a.clip_ratio_high * s,
         )
-        if a.loss_mode in ("vanilla", "drgrpo"):
-            kw["clip_ratio_c"] = a.clip_ratio_c
-        if a.loss_mode in ("vanilla", "sapo", "cispo"):
-            kw.update(use_seq_mask=a.use_seq_mask, seq_mask_delta=a.seq_mask_delta)
-        if a.loss_mode == "sapo":
-            kw.update(tau_pos=a.tau_pos, tau_neg=a.tau_neg)
-        if a.loss_mode == "drgrpo":
-            kw["max_response_len_per_turn"] = a.max_response_len_per_turn
-        return kw
+        return kw | {k: getattr(a, k) for k in loss_lib.loss_options(a.loss_mode)}
 
-    def compute_advantages(self, rows: list[Sample], trajs: list[Trajectory], mask, old_ent):
-        torch = self.torch
-        a = self.cfg.algorithm
-        coef = a.invalid_action_penalty_coef if a.use_invalid_action_penalty else 0.0
-        R = {t.traj: t.native_episode_reward for t in trajs}
-        B, T = mask.shape
-        scores = torch.tensor([R[r.traj] - coef * (not r.valid_action) for r in rows], dtype=torch.float32)
-        tlr = torch.zeros(B, T)
-        lengths = mask.sum(-1).long()
-        for i in range(B):
-            if lengths[i] > 0:
-                tlr[i, lengths[i] - 1] = scores[i]
-            else:  # an empty response still carries its score (masks never touch the statistics)
-                tlr[i, 0] = scores[i]
-        index = [r.group for r in rows]
-        traj = [r.traj for r in rows]
-        est = a.adv_estimator
-        if est == "gigpo":
-            sr = adv_lib.compute_step_discounted_returns([r.native_reward for r in rows], traj, a.gamma)
-            sr = sr - torch.tensor([coef * (not r.valid_action) for r in rows], dtype=torch.float32)
-            return adv_lib.compute_gigpo_outcome_advantage(
-                tlr, sr, mask, [r.state_hash for r in rows], index, traj, a.epsilon, a.step_advantage_w, a.gigpo_mode
-            ), scores
-        if est == "drgrpo":
-            return adv_lib.compute_grpo_outcome_advantage(tlr, mask, index, traj, a.epsilon, norm_adv_by_std_in_grpo=False), scores
-        if est == "vanilla_grpo":
-            return adv_lib.compute_grpo_outcome_advantage(tlr, mask, index, traj, a.epsilon, compute_mean_std_cross_steps=False), scores
-        out = adv_lib.compute_grpo_outcome_advantage(tlr, mask, index, traj, a.epsilon)
-        if est == "empg":
-            out = adv_lib.compute_empg_advantage(out, old_ent, mask, [r.prompt for r in rows], traj, a.empg_k, a.empg_k_f, a.empg_zeta)
-        return out, scores
-
-    def update(self, rows: list[Sample], trajs: list[Trajectory]) -> dict[str, float]:
+    def update(self, batch: TurnBatch) -> dict[str, float]:
         torch = self.torch
         cfg, a = self.cfg, self.cfg.algorithm
-        T = max(1, max(len(r.response_ids) for r in rows))
-        B = len(rows)
-        mask = torch.zeros(B, T)
-        for i, r in enumerate(rows):
-            mask[i, : len(r.response_ids)] = 1
-        mask = mask.to(self.device)
+        T, B = batch.width, len(batch)
+        rows = batch.token_ids()
+        mask = batch.mask.to(self.device)
         old_logp, old_ent = self._no_grad_pass(self.model, rows, T, True)
         ref_logp = self._no_grad_pass(self.ref, rows, T, False)[0] if self.ref is not None else None
-        advs, scores = self.compute_advantages(rows, trajs, mask.cpu(), old_ent.cpu())
-        advs = advs.to(self.device)
+        advs = compute_advantages(batch, old_ent.cpu(), a).to(self.device)
         loss_fn = loss_lib.get_policy_loss_fn(a.loss_mode)
         kw = self._loss_kwargs()
         mini = cfg.trainer.ppo_mini_batch_size
@@ -466,60 +408,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
-
-    def checkpoints(self) -> list[tuple[int, Path]]:
-        d = self._ckpt_dir()
-        if not d.exists():
-            return []
-        out = []
-        for p in d.iterdir():
-            if p.name.startswith("step_") and (p / "trainer_state.json").exists():
-                out.append((int(p.name[5:]), p))
-        return sorted(out)
-
     def save_checkpoint(self, step: int) -> Path:
-        torch = self.torch
-        path = self._ckpt_dir() / f"step_{step:06d}"
-        tmp = path.with_name(path.name + ".tmp")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        self.model.save_pretrained(tmp)
-        self.tok.save_pretrained(tmp)
-        torch.save({"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "optimizer.pt")
-        state = {"step": step, "clip_scale": self.clip_scale, "lr": self.opt.param_groups[0]["lr"],
-                 "group_counter": self.group_counter, "np_rng": self.rng.bit_generator.state,
-                 "monitor": self.monitor.state_dict()}
-        (tmp / "trainer_state.json").write_text(json.dumps(state))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
-        keep = self.cfg.trainer.keep_checkpoints
-        ckpts = self.checkpoints()
-        protected = {0}
-        lh = self.monitor.last_healthy_step
-        if lh is not None:  # keep the newest checkpoint at or before the last healthy step
-            older = [s for s, _ in ckpts if s <= lh]
-            if older:
-                protected.add(max(older))
-        for s, p in ckpts[:-keep]:
-            if s not in protected:
-                shutil.rmtree(p, ignore_errors=True)
+        state = {"clip_scale": self.clip_scale, "lr": self.opt.param_groups[0]["lr"], "group_counter": self.group_counter,
+                 "np_rng": self.rng.bit_generator.state, "monitor": self.monitor.state_dict()}
+        path = ckpt.save_checkpoint(self.run_dir, step, self.model, self.tok, self.opt, state)
+        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self.monitor.last_healthy_step)
         return path
 
     def load_checkpoint(self, path: Path, restore_monitor: bool = False) -> int:
         """Restore weights, optimizer, RNGs and schedules; the monitor's history only on resume
         (after a rollback it keeps what it saw, so the drop that caused it stays on record)."""
-        from transformers import AutoModelForCausalLM
-
-        torch = self.torch
-        fresh = AutoModelForCausalLM.from_pretrained(path, dtype=self._dtype()).to(self.device)
-        self.model.load_state_dict(fresh.state_dict())
-        blob = torch.load(path / "optimizer.pt", map_location=self.device, weights_only=True)
-        self.opt.load_state_dict(blob["optimizer"])
-        torch.set_rng_state(blob["torch_rng"].cpu())
-        state = json.loads((path / "trainer_state.json").read_text())
+        state = ckpt.load_checkpoint(path, self.model, self.opt, self.device, self._dtype())
         self.clip_scale = float(state["clip_scale"])
         for g in self.opt.param_groups:
             g["lr"] = float(state["lr"])
@@ -541,7 +440,7 @@ class Trainer:
                 self.tb = SummaryWriter(str(self.run_dir / "tb"))
             except ImportError as e:
                 raise ConfigError("trainer.tensorboard needs the tensorboard extra: pip install 'arlarena-envs[tensorboard]'") from e
-        ckpts = self.checkpoints() if cfg.trainer.resume else []
+        ckpts = ckpt.list_checkpoints(self.run_dir) if cfg.trainer.resume else []
         ref_dir = self.run_dir / "ref_policy"
         start = 0
         bc_eval = bc_score = None
@@ -585,37 +484,37 @@ class Trainer:
         try:
             for step in range(start + 1, cfg.trainer.total_steps + 1):
                 kept, everything, fstats = self.gather_batch(step)
-                rows = [s for t in kept for s in t.samples]
-                stats = self.update(rows, kept)
+                batch = TurnBatch.from_episodes(kept)
+                rows = batch.turns
+                stats = self.update(batch)
                 self.engine.sync_weights(self.model)
                 rec = MetricRecord(
                     step=step, phase="rl",
                     success=float(np.mean([t.won for t in everything])),
-                    score=float(np.mean([t.episode_reward for t in everything])),
+                    score=float(np.mean([t.total_reward for t in everything])),
                     valid_format_ratio=float(np.mean([s.format_valid for s in rows])),
                     valid_action_ratio=float(np.mean([s.valid_action for s in rows])),
-                    response_length=float(np.mean([len(s.response_ids) for s in rows])),
-                    lr=self.opt.param_groups[0]["lr"], **fstats, **stats,
+                    response_length=float(np.mean([len(s.response_ids or []) for s in rows])),
+                    lr=self.opt.param_groups[0]["lr"], num_samples=len(rows), **fstats, **stats,
                 )
-                rec.num_samples = len(rows)  # type: ignore[attr-defined]
                 if cfg.trainer.eval_every and step % cfg.trainer.eval_every == 0 and step != cfg.trainer.total_steps:
                     rec.eval_success, rec.eval_score = self.evaluate()
                 decision = self.monitor.update(rec)
                 if decision.action != "none" or decision.alarms:
-                    rec.monitor_action = decision.action  # type: ignore[attr-defined]
-                    rec.monitor_reason = decision.reason  # type: ignore[attr-defined]
-                    rec.monitor_alarms = alarms_json(decision.alarms)  # type: ignore[attr-defined]
+                    rec.monitor_action = decision.action
+                    rec.monitor_reason = decision.reason
+                    rec.monitor_alarms = alarms_json(decision.alarms)
                 action = decision.action
                 if action == "rollback":
-                    target = self._rollback_target(step)
+                    target = ckpt.rollback_target(self.run_dir, step, self.monitor.last_healthy_step)
                     rollbacks += 1
                     if target is None or rollbacks > 3:
                         action = "stop"
-                        rec.monitor_action = "stop"  # type: ignore[attr-defined]
-                        rec.monitor_reason = f"{decision.reason}; rollback impossible or repeated, stopping"  # type: ignore[attr-defined]
+                        rec.monitor_action = "stop"
+                        rec.monitor_reason = f"{decision.reason}; rollback impossible or repeated, stopping"
                     else:
                         restored = self.load_checkpoint(target)
-                        rec.rollback_to = restored  # type: ignore[attr-defined]
+                        rec.rollback_to = restored
                         self.engine.sync_weights(self.model)
                 elif action == "tighten":
                     cs = decision.clip_scale or cfg.monitor.tighten_factor
@@ -623,7 +522,7 @@ class Trainer:
                     self.clip_scale *= cs
                     for g in self.opt.param_groups:
                         g["lr"] *= ls
-                    rec.clip_scale = self.clip_scale  # type: ignore[attr-defined]
+                    rec.clip_scale = self.clip_scale
                 if action != "none":
                     self.monitor_actions.append({"step": step, "action": action, "reason": decision.reason})
                 self._log(rec)
@@ -660,11 +559,6 @@ class Trainer:
             "monitor_actions": self.monitor_actions,
         }, indent=2))
         return result
-
-    def _rollback_target(self, step: int) -> Path | None:
-        lh = self.monitor.last_healthy_step
-        cands = [(s, p) for s, p in self.checkpoints() if s < step and (lh is None or s <= lh)]
-        return cands[-1][1] if cands else None
 
 
 __all__ = ["RunResult", "Trainer", "run", "ArlArenaError"]
