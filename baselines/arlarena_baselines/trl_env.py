@@ -67,7 +67,7 @@ class ArlArenaTRLEnv:
         obs, _info = self._env.reset_result(seed=int(seed), options=options)
         self._done = False
         self._record = EpisodeRecord(env_id=self._env.env_spec.id, split=self._env.split, seed=int(seed),
-                                     task_index=self._env.task_index, task=obs.task)
+                                     task_index=task_index, task=obs.task)
         return self._env.prompt()
 
     def take_action(self, action: str) -> str:
@@ -87,14 +87,15 @@ class ArlArenaTRLEnv:
         prompt = self._env.prompt()
         r = self._env.step_result(action)
         self._done = r.done
+        penalty = self._env.protocol.penalty_for(r.info.parse_status)
         rec = self._record
         rec.turns.append(TurnRecord(
-            step=before.step, observation=before.text, state_hash=before.state_hash, prompt=prompt, response=action,
-            action=r.info.action, parse_status=r.info.parse_status, reward=r.reward, terminated=r.terminated,
-            truncated=r.truncated, info_extra=r.info.extra,
+            turn=before.step, observation=before.text, state_hash=before.state_hash, prompt=prompt, response=action,
+            action=r.info.action, parse_status=r.info.parse_status, format_valid=r.info.format_valid, reward=r.reward,
+            native_reward=r.reward + penalty, penalty=penalty, terminated=r.terminated, truncated=r.truncated,
+            won=r.info.won, score=r.info.score, info_extra=r.info.extra,
         ))
-        rec.total_reward += r.reward
-        rec.won, rec.score, rec.length = r.info.won, r.info.score, len(rec.turns)
+        rec.won, rec.score = r.info.won, r.info.score
         lines = [r.observation.text]
         if r.info.parse_status.value != "ok":
             lines.append(f"(your action was not accepted: {r.info.parse_status.value})")
