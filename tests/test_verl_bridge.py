@@ -254,3 +254,38 @@ def test_recipe_presets_load_with_verls_config_machinery(preset):
         assert algo.adv_estimator == ADV_NAME and actor.policy_loss.loss_mode == "vanilla"
     with pytest.raises(Exception, match="nope"):
         recipe.compose(preset, ["actor_rollout_ref.actor.nope=1"])
+
+
+def test_plugin_registers_in_every_process_that_imports_verl():
+    """verl loads the `verl.plugins` entry point on `import verl` (driver, Ray workers): our
+    loss, estimator and agent loop are registered without importing our package first."""
+    import subprocess
+    import sys
+
+    code = ("import verl\nfrom verl.trainer.ppo import core_algos\n"
+            "from verl.experimental.agent_loop.agent_loop import _agent_loop_registry\n"
+            f"core_algos.get_policy_loss_fn({LOSS_NAME!r}); core_algos.get_adv_estimator_fn({ADV_NAME!r})\n"
+            f"assert {AGENT_NAME!r} in _agent_loop_registry, sorted(_agent_loop_registry)\nprint('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_entry_point_writes_the_run_files(tmp_path):
+    import pandas as pd
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    from arlarena_baselines.verl.__main__ import main, prepare
+    from arlarena_baselines.verl.trainer import ArlArenaRayPPOTrainer
+
+    assert issubclass(ArlArenaRayPPOTrainer, RayPPOTrainer)
+    assert main(["--config", "sampo_webshop", "--model", str(tmp_path / "model"), "--out", str(tmp_path), "--print-config",
+                 "arlarena.train_tasks=32", "arlarena.val_tasks=4"]) == 0
+    train = pd.read_parquet(tmp_path / "train.parquet")
+    assert len(train) == 32 and set(train["agent_name"]) == {AGENT_NAME}
+    assert [r["seed"] for r in train["extra_info"]] == list(range(32))
+    loops = OmegaConf.load(tmp_path / "agent_loops.yaml")  # what verl's AgentLoopWorker reads
+    assert loops[0].name == AGENT_NAME and loops[0].env_id == WEBSHOP and loops[0].env_kwargs.max_steps == 15
+    cfg = prepare("sampo_webshop", "m", tmp_path, ["arlarena.train_tasks=8", "arlarena.val_tasks=2"])
+    assert cfg.actor_rollout_ref.rollout.agent.agent_loop_config_path == str(tmp_path / "agent_loops.yaml")
+    assert cfg.data.train_files == str(tmp_path / "train.parquet")
