@@ -560,5 +560,6 @@ def create_app(config: ServerConfig):  # -> fastapi.FastAPI (imported lazily: th
 
     from arlarena_envs.server.openenv import mount_openenv
 
-    mount_openenv(app, manager)  # OpenEnv's protocol under /openenv/<Name-vN> (server/openenv.py)
+    # OpenEnv's protocol under /openenv/<Name-vN> (server/openenv.py)
+    mount_openenv(app, manager, lambda header: check_token(config, header))
     return app

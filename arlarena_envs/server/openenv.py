@@ -29,7 +29,7 @@ import asyncio
 import json
 import secrets
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -197,18 +197,18 @@ def _error(message: str, code: str, **extra: Any) -> str:
     return json.dumps({"type": "error", "data": {"message": message, "code": code, **extra}})
 
 
-def mount_openenv(app: Any, manager: Any) -> None:
+def mount_openenv(app: Any, manager: Any, authorized: Callable[[str | None], bool]) -> None:
     """Add the OpenEnv routes of every env `manager` serves to the FastAPI `app`.
 
-    Sessions here count against the server's `max_sessions` together with ours; the token, the
-    action size limit and `offload` are the server's (`manager.config`)."""
+    Sessions here count against the server's `max_sessions` together with ours; the action size
+    limit and `offload` are the server's (`manager.config`); `authorized(authorization header)`
+    is the server's token check."""
     from fastapi import Request, WebSocket
     from fastapi.responses import JSONResponse
     from starlette.websockets import WebSocketDisconnect
 
     from arlarena_envs import __version__
     from arlarena_envs.registry import create_env
-    from arlarena_envs.server.app import check_token
 
     config = manager.config
     by_name = {spec.name: spec for spec in manager.specs.values()}  # "Sokoban-v0" -> spec
@@ -219,7 +219,7 @@ def mount_openenv(app: Any, manager: Any) -> None:
         return await asyncio.to_thread(fn, *args) if config.offload else fn(*args)
 
     def denied(request: Request) -> JSONResponse | None:
-        if check_token(config, request.headers.get("authorization")):
+        if authorized(request.headers.get("authorization")):
             return None
         return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer <token>'"}, status_code=401)
 
@@ -309,7 +309,7 @@ def mount_openenv(app: Any, manager: Any) -> None:
                                              factory_name=name))
             await websocket.close(code=1008)
             return
-        if not check_token(config, websocket.headers.get("authorization")):
+        if not authorized(websocket.headers.get("authorization")):
             await websocket.send_text(_error("missing or wrong token: send 'Authorization: Bearer <token>' "
                                              "(EnvClient(headers=...))", SESSION_ERROR))
             await websocket.close(code=1008)
