@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from arlarena_envs.hashing import sha256_hex
+
 JsonDict = dict[str, Any]
 
 
@@ -57,10 +59,6 @@ class ParsedAction(_Model):
     format_valid: bool = Field(description="the response follows the required tag format")
     think: str | None = None
     raw_length: int = Field(0, description="length of the raw response in characters")
-
-    @property
-    def is_valid(self) -> bool:
-        return self.status is ParseStatus.OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,10 +258,14 @@ class GoldenFingerprint(_Model):
 
 
 class SamplingParams(_Model):
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_new_tokens: int = 512
+    """How a model samples one response (one turn): the leaderboard protocol's and the
+    trainer's (`rollout.sampling`, `rollout.eval_sampling`). Defaults: the paper's evaluation
+    sampling (T 0.6, top_p 0.95, top_k 20)."""
+
+    temperature: float = Field(0.6, ge=0.0, description="0 means greedy")
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="nucleus sampling")
+    top_k: int = Field(20, description="-1 (or 0) disables top-k")
+    max_new_tokens: int = Field(512, ge=1, description="max tokens per response")
 
 
 class LeaderboardProtocol(_Model):
@@ -324,8 +326,6 @@ class EnvSpec(_Model):
 
     def fingerprint(self) -> str:
         """One hash over the golden fingerprints: changes whenever env behaviour changes."""
-        from arlarena_envs.hashing import sha256_hex
-
         return sha256_hex(json.dumps(sorted(g.sha256 for g in self.golden)))[:16]
 
 

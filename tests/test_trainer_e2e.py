@@ -148,7 +148,6 @@ def test_real_monitor_integration_smoke():
 
 def test_non_finite_gradient_skips_the_update(tmp_path, monkeypatch):
     from arlarena_baselines import losses as loss_lib
-    from arlarena_baselines import train as train_mod
 
     real = loss_lib.get_policy_loss_fn("gspo")
 
@@ -157,7 +156,7 @@ def test_non_finite_gradient_skips_the_update(tmp_path, monkeypatch):
         out.pg_loss = out.pg_loss * float("nan")
         return out
 
-    monkeypatch.setattr(train_mod.loss_lib, "get_policy_loss_fn", lambda name: nan_loss)
+    monkeypatch.setattr(loss_lib, "get_policy_loss_fn", lambda name: nan_loss)
     cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "bc.enable=false"])
     res = run(cfg, run_dir=tmp_path / "run")
     rl = [r for r in _records(res.metrics_path) if r.phase == "rl"]

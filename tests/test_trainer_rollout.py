@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from arlarena_baselines.bc import collect_oracle_examples, oracle_response
-from arlarena_baselines.config import SamplingConfig
 from arlarena_baselines.rollout import RolloutEngine, collect_rollouts
-from arlarena_envs.contract import ParseStatus
+from arlarena_envs.contract import ParseStatus, SamplingParams
 from arlarena_envs.episodes import Reply
 from arlarena_envs.parsing import parse_response
 from arlarena_envs.pools import make_pool
@@ -31,7 +30,7 @@ def test_collect_rollouts_records_groups_turns_and_validity():
     proto = pool.protocol
     assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
     engine = Scripted(["<think>x</think><action>up</action>", "up"])  # the bare "up" is invalid when tagged
-    trajs = collect_rollouts(pool, engine, [11, 12], 2, SamplingConfig(), group_offset=5)
+    trajs = collect_rollouts(pool, engine, [11, 12], 2, SamplingParams(), group_offset=5)
     assert [t.group for t in trajs] == [5, 5, 6, 6]
     assert len({t.episode for t in trajs}) == 4
     assert [t.seed for t in trajs] == [11, 11, 12, 12]
@@ -63,7 +62,7 @@ def test_prompt_after_an_invalid_action_is_the_envs_own():
     kw = {"max_steps": 4, "action_format": "tagged", "history_length": 2}
     pool = make_pool("arlarena/Sokoban-v0", 1, env_kwargs=kw)
     engine = Scripted(["<think>x</think><action>up</action>", "<action>up", "<think>y</think><action>left</action>"])
-    (ep,) = collect_rollouts(pool, engine, [3], 1, SamplingConfig())
+    (ep,) = collect_rollouts(pool, engine, [3], 1, SamplingParams())
     pool.close()
     assert ep.turns[1].parse_status is ParseStatus.TRUNCATED and ep.turns[1].penalty > 0
     env = make("arlarena/Sokoban-v0", **kw).unwrapped
@@ -111,7 +110,7 @@ def test_empg_reads_turn_indices_when_the_prompt_has_no_history():
     from arlarena_baselines.estimators import compute_advantages
 
     pool = make_pool("arlarena/Sokoban-v0", 2, env_kwargs={"max_steps": 3, "action_format": "tagged", "history_length": 0})
-    episodes = collect_rollouts(pool, Scripted(["<think>x</think><action>up</action>", "up"]), [4], 2, SamplingConfig())
+    episodes = collect_rollouts(pool, Scripted(["<think>x</think><action>up</action>", "up"]), [4], 2, SamplingParams())
     pool.close()
     batch = TurnBatch.from_episodes(episodes)
     assert all("step(s)" not in t.prompt for t in batch.turns)

@@ -112,10 +112,8 @@ class HFPolicy(LeaderboardPolicy):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
-        self._gen: Any = None
 
     def reset(self, seed: int) -> None:
-        self._gen = self.torch.Generator(device=self.device).manual_seed(int(seed))
         self.torch.manual_seed(int(seed))  # generate() samples from the global RNG
 
     def encode(self, prompt: str) -> list[int]:

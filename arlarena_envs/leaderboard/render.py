@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from arlarena_envs.contract import ParseStatus
 from arlarena_envs.errors import ArlArenaError, DataError
 from arlarena_envs.leaderboard.models import LeaderboardRow, check_provenance
 from arlarena_envs.registry import get_spec
@@ -118,8 +119,6 @@ def render_markdown(rows: list[LeaderboardRow]) -> str:
 
 def _statuses(rows: list[LeaderboardRow]) -> list[str]:
     """The fixed parse-status taxonomy, in its order (rows may omit statuses they never saw)."""
-    from arlarena_envs.contract import ParseStatus
-
     return [s.value for s in ParseStatus]
 
 

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from arlarena_envs.contract import Observation, StepInfo, StepResult
 from arlarena_envs.errors import ConfigError, MissingDependencyError
 from arlarena_envs.pools import EnvPool
+from arlarena_envs.registry import create_env, get_spec
 
 
 def _ray() -> Any:
@@ -34,8 +35,6 @@ class _EnvSlice:
     """The actor body: some envs of one id, in-process. Methods take/return JSON strings."""
 
     def __init__(self, env_id: str, count: int, env_kwargs: dict[str, Any]):
-        from arlarena_envs.registry import create_env
-
         self.envs = [create_env(env_id=env_id, **env_kwargs) for _ in range(count)]
 
     def reset(self, items: str) -> str:
@@ -74,8 +73,6 @@ class RayPool(EnvPool):
         num_cpus_per_worker: float = 1.0,
         ray_init_kwargs: dict[str, Any] | None = None,
     ):
-        from arlarena_envs.registry import get_spec
-
         ray = _ray()
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")

@@ -26,6 +26,8 @@ from typing import Any, Sequence
 from arlarena_envs.contract import Observation, StepInfo, StepResult
 from arlarena_envs.errors import ConfigError, ServerLostError
 from arlarena_envs.pools import EnvPool
+from arlarena_envs.registry import get_spec
+from arlarena_envs.server.client import RemoteEnv, ServerChannel, raise_for_error
 
 
 class Worker:
@@ -91,8 +93,6 @@ class ServerPool(EnvPool):
         client_kwargs: dict[str, Any] | None = None,
         max_threads: int = 64,
     ):
-        from arlarena_envs.registry import get_spec
-
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         if not workers:
@@ -124,15 +124,11 @@ class ServerPool(EnvPool):
     # ------------------------------------------------------------------ sessions
 
     def _open(self, i: int) -> None:
-        from arlarena_envs.server.client import RemoteEnv
-
         w = self.workers[self.assignment[i]]
         self.clients[i] = RemoteEnv(self.env_id, url=w.url, token=w.token, **self.client_kwargs, **self.env_kwargs)
 
     def _open_channel(self, wi: int) -> None:
         """The worker's batch connection (used by `step`; sessions have their own)."""
-        from arlarena_envs.server.client import ServerChannel
-
         w = self.workers[wi]
         old = self.channels[wi]
         if old is not None:
@@ -218,8 +214,6 @@ class ServerPool(EnvPool):
                 by_worker.setdefault(self.assignment[i], []).append(i)
 
         def run(wi: int, idxs: list[int]) -> list[tuple[int, StepResult]]:
-            from arlarena_envs.server.client import raise_for_error
-
             w, chan = self.workers[wi], self.channels[wi]
             gen = w.generation
             items = []

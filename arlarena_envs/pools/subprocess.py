@@ -23,6 +23,7 @@ from typing import Any
 
 from arlarena_envs.errors import ConfigError, ServerLostError
 from arlarena_envs.pools.remote import ServerPool, Worker, wait_healthy
+from arlarena_envs.registry import get_spec
 
 _LIVE: "weakref.WeakSet[ServerProcess]" = weakref.WeakSet()
 
@@ -138,8 +139,6 @@ class SubprocessPool(ServerPool):
         server_args: list[str] | None = None,
         client_kwargs: dict[str, Any] | None = None,
     ):
-        from arlarena_envs.registry import get_spec
-
         if num_envs < 1:
             raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
         n = num_workers or min(num_envs, os.cpu_count() or 1)

@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from arlarena_envs.errors import ArlArenaError, ConfigError, ResetNeededError
+from arlarena_envs.registry import _normalize_id, create_env, get_spec
 from arlarena_envs.server.messages import (
     HTTP_STATUS,
     MUTATING_OPS,
@@ -128,8 +129,6 @@ class SessionManager:
     """Sessions, leases, replay caches and counters. Thread-safe (the offload mode uses threads)."""
 
     def __init__(self, config: ServerConfig):
-        from arlarena_envs.registry import get_spec
-
         self.config = config
         self.specs = {}
         for env_id in config.env_ids:
@@ -218,8 +217,6 @@ class SessionManager:
     # ----------------------------------------------------------------- ops
 
     def _create(self, req: CreateRequest) -> str:
-        from arlarena_envs.registry import _normalize_id, create_env
-
         rid = req.request_id
         with self._lock:
             if rid is not None and rid in self.create_replies:

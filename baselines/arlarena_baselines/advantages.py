@@ -59,6 +59,9 @@ def compute_grpo_outcome_advantage(
 ) -> torch.Tensor:
     """GRPO (and Dr.GRPO) outcome advantage over step-samples.
 
+    Paper §4.0: A_i = (r_i − mean(r)) / std(r), broadcast to every token; in multi-turn GRPO
+    the group statistics run across all step-samples of the group (§4.0; §11, gotcha 3).
+
     s_i = Σ_t token_level_rewards[i, t]
     Group sample of g: cross_steps=True (default, the paper's GRPO): every row with index g
       (a k-step trajectory counts k times); cross_steps=False: one value per trajectory:
@@ -118,6 +121,8 @@ def compute_step_discounted_returns(
     rewards: torch.Tensor | Sequence[float], traj_index: Sequence[Hashable], gamma: float = 0.95
 ) -> torch.Tensor:
     """Discounted return of every step-sample within its trajectory (verl-agent).
+
+    Paper §4.3 (GiGPO step term): R_t = r_t + γ·R_{t+1}, γ = 0.95.
 
     For each trajectory, its rows in batch order form the time axis; backwards
     G_t = r_t + γ·G_{t+1}, with 0 after the last row. Computed in float32; returns (B,) float32."""
@@ -273,6 +278,9 @@ def compute_gigpo_outcome_advantage(
 ) -> torch.Tensor:
     """GiGPO advantage (verl-agent / ARL-Arena): A = A_E + ω·A_S.
 
+    Paper §4.3 (GiGPO, summary figure): A'_{i,k} = A_i + ω·A_step(ŷ_{i,k}); the step term
+    normalises the γ-discounted return R_t = r_t + γR_{t+1} within anchor-state groups.
+
     A_E = episode_norm_reward(cross-steps; mean_norm: s − μ, mean_std_norm: (s − μ)/(σ + ε);
           singleton group keeps s, or s/(1+ε))
     A_S = step_norm_reward of `step_rewards` (the γ-discounted step returns minus the invalid
@@ -330,6 +338,8 @@ def compute_empg_advantage(
     zeta: float = 0.05,
 ) -> torch.Tensor:
     """EMPG modulation of (usually GRPO) advantages (ARL-Arena `compute_EMPG_advantage`).
+
+    Paper §4.3 (EMPG, summary figure): A' = g(H_k)·A_i + ζ·f(H_{k+1}).
 
     H_i = Σ_t H·m / max(Σ_t m, 1);  Hn = (H − min H)/(max H − min H + 1e-8)   (over the batch)
     g = exp(−k·Hn); g = g/(mean(g) + 1e-8)  (float32);  f = exp(−k_f·Hn)  (float32)

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from arlarena_envs.contract import MetricRecord
 from arlarena_envs.episodes import Reply, TurnPolicy, TurnView, run_episodes, turn_major
 from arlarena_envs.errors import ArlArenaError
 from arlarena_envs.pools import EnvPool
 from arlarena_envs.policies import wrap_tagged
 
+from arlarena_baselines.config import BCConfig
+from arlarena_baselines.logprobs import response_logprobs
 from arlarena_baselines.rollout import to_chat
 
 
@@ -63,3 +67,47 @@ def batches(n: int, batch_size: int, rng: Any) -> Iterator[list[int]]:
     order = rng.permutation(n)
     for s in range(0, n, batch_size):
         yield [int(i) for i in order[s : s + batch_size]]
+
+
+def behaviour_clone(
+    model: Any,
+    encoded: Sequence[tuple[list[int], list[int]]],
+    cfg: BCConfig,
+    rng: Any,
+    pad_id: int,
+    device: Any,
+    grad_clip: float,
+    log: Callable[[MetricRecord], None],
+    progress: Any = None,
+) -> None:
+    """SFT of `model` on (prompt ids, response ids) pairs: `cfg.epochs` shuffled passes in
+    batches of `cfg.batch_size`, AdamW at `cfg.lr`, the response NLL
+    token-mean: −Σ m·log π / Σ m,   seq-mean-token-sum: −Σ m·log π / b (a short response's
+    decisive token is not diluted). Logs a `phase="bc"` MetricRecord every 10 updates."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    model.train()
+    n_updates = cfg.epochs * math.ceil(len(encoded) / cfg.batch_size)
+    step = 0
+    for _epoch in range(cfg.epochs):
+        for idx in batches(len(encoded), cfg.batch_size, rng):
+            rows = [encoded[i] for i in idx]
+            logp, _ = response_logprobs(model, rows, max(len(r) for _, r in rows), pad_id, device, False)
+            mask = torch.zeros_like(logp)
+            for i, (_, r) in enumerate(rows):
+                mask[i, : len(r)] = 1
+            if cfg.loss_agg_mode == "token-mean":
+                loss = -(logp * mask).sum() / mask.sum()
+            else:
+                loss = -(logp * mask).sum() / len(rows)
+            opt.zero_grad()
+            loss.backward()
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            step += 1
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+            if step % 10 == 0 or step == n_updates:
+                log(MetricRecord(step=step, phase="bc", loss=float(loss.item()), grad_norm=float(gn), lr=cfg.lr))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from arlarena_envs.contract import SamplingParams
 from arlarena_envs.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -63,15 +64,6 @@ class EnvConfig(_Section):
     seed: int = Field(0, description="seed of the training task sampler")
 
 
-class SamplingConfig(_Section):
-    """Generation settings of one response (one turn)."""
-
-    temperature: float = Field(1.0, ge=0.0, description="0 means greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling")
-    top_k: int = Field(-1, description="-1 disables top-k")
-    max_new_tokens: int = Field(512, ge=1, description="max tokens per response")
-
-
 class RolloutConfig(_Section):
     """Rollout engine and batch shape."""
 
@@ -79,9 +71,12 @@ class RolloutConfig(_Section):
     num_groups: int = Field(16, ge=1, description="tasks (groups) per RL step (train_batch_size)")
     group_size: int = Field(8, ge=1, description="G: trajectories per task seed (env.rollout.n)")
     max_prompt_tokens: int = Field(2048, ge=16, description="longer prompts raise ConfigError")
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig, description="training sampling (paper: T=1, top_p=1)")
-    eval_sampling: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(temperature=0.6, top_p=0.95, top_k=20, max_new_tokens=512),
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=512),
+        description="training sampling (paper: T=1, top_p=1)",
+    )
+    eval_sampling: SamplingParams = Field(
+        default_factory=SamplingParams,
         description="evaluation sampling (paper: T=0.6, top_p=0.95, top_k=20)",
     )
     gpu_memory_utilization: float = Field(0.4, gt=0, le=1, description="vLLM only")

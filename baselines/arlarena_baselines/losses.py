@@ -49,6 +49,9 @@ def _zero_masked(loss_mat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def agg_loss(loss_mat: torch.Tensor, loss_mask: torch.Tensor, loss_agg_mode: str) -> torch.Tensor:
     """Aggregate a (B, T) token loss to a scalar (ARL-Arena `agg_loss`).
 
+    Paper §4.1: token-mean weighs every token 1/Σ T_i (GRPO); seq-mean-token-mean weighs every
+    turn 1/G, its tokens 1/T_i (GRPO_ST).
+
     token-mean:              Σ_{i,t} m·L / (Σ m + 1e-8)                     (0 if no token)
     seq-mean-token-mean:     mean over rows with Σ_t m > 0 of Σ_t m·L / Σ_t m   (0.0 if none;
                              verl-agent would give NaN on any empty row, verl NaN if all empty)
@@ -86,6 +89,9 @@ def apply_seq_mask(
     """ARL-Arena sequence mask (Finding 3): drop turns with negative advantage whose policy
     probability has already been pushed down.
 
+    Paper §4.2 (GRPO_SM, findings 2-3): drop whole negative-advantage sequences whose mean
+    log-ratio log(π_old/π_θ) exceeds δ.
+
     len_i = max(Σ_t m, 1);  Ā_i = Σ_t A·m / len_i;  ℓ_i = Σ_t (log π_old − log π_θ)·m / len_i
     reject_i = (Ā_i < 0) & (ℓ_i > δ);  effective_mask = m & ~reject_i
 
@@ -120,6 +126,10 @@ def compute_policy_loss_vanilla(
     tis_imp_ratio_cap: float = -1.0,
 ) -> PolicyLossOutput:
     """PPO token clip with clip-higher and dual clip (ARL-Arena `compute_policy_loss_vanilla`).
+
+    Paper §4.0 (the GRPO baseline objective, summary figure): J = (1/Σ_i T_i) Σ_i Σ_t
+    min(w_t·A_i, clip(w_t, 1±ε)·A_i), w_t = π_θ/π_old; the reference code adds the dual clip
+    (c = 3) for A < 0 and the ±20 log-ratio clamp, written out below.
 
     Δ = clamp(log π_θ − log π_old, −20, 20)   (verl-agent does not clamp);  r = exp(Δ)
     L1 = −A·r;  L2 = −A·clamp(r, 1−ε_low, 1+ε_high);  C1 = max(L1, L2)
@@ -166,7 +176,7 @@ def compute_policy_loss_drgrpo(
     max_response_len_per_turn: int = 500,
 ) -> PolicyLossOutput:
     """ARL-Arena Dr.GRPO loss: the vanilla PPO loss without the sequence mask, then
-    pg_loss /= max_response_len_per_turn. The ARL-Arena trainer uses
+    pg_loss /= max_response_len_per_turn (paper §4.1: in the code as `drgrpo`, no table row). The ARL-Arena trainer uses
     loss_agg_mode = seq-mean-token-sum, so the net per-token weight is 1/(B·L_max).
     Pair it with Dr.GRPO advantages (no std normalisation)."""
     out = compute_policy_loss_vanilla(
@@ -188,6 +198,10 @@ def compute_policy_loss_gspo(
     clip_ratio_high: float | None = None,
 ) -> PolicyLossOutput:
     """GSPO, GSPO-token form, with a turn-level (one response) sequence ratio.
+
+    Paper §4.2 (GSPO): J = (1/Σ T_i) Σ Σ min(s_i·A_i, clip(s_i, 1±ε)·A_i),
+    s_i = exp((1/|T_i|) Σ_t log π_θ/π_old); SAMPO's loss (§6.2) in the GSPO-token form
+    s_{i,t} = sg(s_i)·π_θ(y_t)/sg(π_θ(y_t)). Reference code: ARL-Arena `compute_policy_loss_gspo`.
 
     Δ = log π_θ − log π_old (no ±20 clamp);  len_i = max(Σ_t m, 1);  Δ̄_i = Σ_t Δ·m / len_i
     log s[i,t] = log π_θ[i,t] − sg(log π_θ[i,t]) + sg(Δ̄_i),  clamped to ≤ 10;  s = exp(log s)
@@ -232,6 +246,9 @@ def compute_policy_loss_sapo(
     tis_imp_ratio_cap: float = -1.0,
 ) -> PolicyLossOutput:
     """SAPO soft gate (ARL-Arena `compute_policy_loss_sapo`).
+
+    Paper §4.2 (SAPO): J = (1/Σ T_i) Σ Σ f_{i,t}(w_t)·A_i, f = (4/τ)·σ(τ(w_t − 1)),
+    τ = τ_pos if A > 0 else τ_neg (1.0 / 1.05).
 
     [optional sequence mask from the unclamped Δ -> m_eff]
     Δ = clamp(Δ, −20, 20); r = exp(Δ)
@@ -278,6 +295,8 @@ def compute_policy_loss_cispo(
     """CISPO (ARL-Arena `compute_policy_loss_cispo`): clipped, stop-gradient IS weight on the
     REINFORCE term.
 
+    Paper §4.2 (CISPO): J = (1/Σ T_i) Σ Σ sg(ŵ_t)·A_i·log π_θ, ŵ_t = clip(w_t, 1−ε_low, 1+ε_high).
+
     [optional sequence mask from the unclamped Δ -> m_eff]
     Δ = clamp(Δ, −20, 20); r = exp(Δ); r̂ = clamp(r, 1−ε_low, 1+ε_high)
     L = −sg(r̂)·A·log π_θ (times m_eff);  pg_loss = agg_loss(L, m_eff, mode)
@@ -302,6 +321,8 @@ def compute_policy_loss_cispo(
 
 def kl_penalty(logprob: torch.Tensor, ref_logprob: torch.Tensor, kind: str = "low_var_kl") -> torch.Tensor:
     """Per-token KL estimate between the policy and the reference (ARL-Arena / verl).
+
+    Paper §6.2 / §7: the auxiliary KL loss β·KL_k3(π_θ ‖ π_ref), k3 = "low_var_kl", β = 0.01.
 
     kl, k1: logprob − ref;  abs: |logprob − ref|;  mse, k2: ½(logprob − ref)²
     low_var_kl, k3: d = clamp(ref − logprob, −20, 20); clamp(exp(d) − d − 1, −10, 10)

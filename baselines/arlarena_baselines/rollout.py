@@ -14,12 +14,11 @@ from __future__ import annotations
 import abc
 from typing import Any, Sequence
 
-from arlarena_envs.contract import EpisodeRecord
+from arlarena_envs.contract import EpisodeRecord, SamplingParams
 from arlarena_envs.episodes import Reply, TurnPolicy, TurnView, run_episodes
 from arlarena_envs.errors import ConfigError, MissingDependencyError
 from arlarena_envs.pools import EnvPool
 
-from arlarena_baselines.config import SamplingConfig
 
 
 def to_chat(tokenizer: Any, prompt: str) -> str:
@@ -33,7 +32,7 @@ class RolloutEngine(abc.ABC):
     tokenizer: Any
 
     @abc.abstractmethod
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]: ...
+    def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[Reply]: ...
 
     def sync_weights(self, model: Any) -> None:
         """Make the engine use `model`'s current weights (no-op when they are shared)."""
@@ -55,7 +54,7 @@ class HFEngine(RolloutEngine):
         self.model, self.tokenizer = model, tokenizer
         self.max_prompt_tokens, self.batch_size = max_prompt_tokens, batch_size
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[Reply]:
         import torch
 
         tok = self.tokenizer
@@ -135,7 +134,7 @@ class VLLMEngine(RolloutEngine):
         self._sender: Any = None
         self._sender_model: Any = None
 
-    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[Reply]:
+    def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[Reply]:
         from vllm import SamplingParams
 
         params = SamplingParams(
@@ -202,7 +201,7 @@ class _CollectiveRPCWeightClient:
         self.llm.collective_rpc("finish_weight_update")
 
 
-def engine_policy(engine: RolloutEngine, sampling: SamplingConfig) -> TurnPolicy:
+def engine_policy(engine: RolloutEngine, sampling: SamplingParams) -> TurnPolicy:
     """The episode runner's policy for a model: one batched `generate` over the active envs'
     prompts per turn."""
 
@@ -217,7 +216,7 @@ def collect_rollouts(
     engine: RolloutEngine,
     group_seeds: Sequence[int],
     group_size: int,
-    sampling: SamplingConfig,
+    sampling: SamplingParams,
     group_offset: int = 0,
     options: Sequence[dict | None] | None = None,
 ) -> list[EpisodeRecord]:
