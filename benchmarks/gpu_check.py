@@ -98,13 +98,13 @@ def rl_step_times(metrics_path: Path) -> list[float]:
 def generation_throughput(engine: Any, n_prompts: int, max_new_tokens: int) -> dict[str, float]:
     """Sampled generation on Sokoban prompts: response tokens per second."""
     from arlarena_envs.pools import make_pool
-    from arlarena_baselines.config import SamplingConfig
+    from arlarena_envs.contract import SamplingParams
 
     pool = make_pool(ENV_ID, n_prompts, env_kwargs={"history_length": 0, "search_depth": 6})
     pool.reset(list(range(n_prompts)))
     prompts = pool.prompts()
     pool.close()
-    sampling = SamplingConfig(temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=max_new_tokens)
+    sampling = SamplingParams(temperature=1.0, top_p=1.0, top_k=-1, max_new_tokens=max_new_tokens)
     engine.generate(prompts[:2], sampling)  # warm-up (kernels, caches)
     t0 = time.perf_counter()
     gens = engine.generate(prompts, sampling)
@@ -120,7 +120,7 @@ def vllm_sync_check(policy_dir: Path, device: str, n_prompts: int, max_new_token
     from transformers import AutoModelForCausalLM
 
     from arlarena_envs.pools import make_pool
-    from arlarena_baselines.config import SamplingConfig
+    from arlarena_envs.contract import SamplingParams
     from arlarena_baselines.rollout import VLLMEngine
     from arlarena_baselines.tiny import load_tokenizer
 
@@ -131,7 +131,7 @@ def vllm_sync_check(policy_dir: Path, device: str, n_prompts: int, max_new_token
     pool.reset(list(range(8)))
     prompts = pool.prompts()
     pool.close()
-    greedy = SamplingConfig(temperature=0.0, max_new_tokens=16)
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=16)
     before = [g.response_ids for g in engine.generate(prompts, greedy)]
     model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.bfloat16).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
