@@ -94,7 +94,7 @@ def test_grpo_trainer_two_steps_on_sokoban(tmp_path):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.8
+    assert loss.item() < 0.8, loss.item()
 
     made: list[ArlArenaTRLEnv] = []
     base = environment_factory(SOKOBAN)
@@ -121,12 +121,12 @@ def test_grpo_trainer_two_steps_on_sokoban(tmp_path):
                           environment_factory=factory, callbacks=[cb])
     before = [p.detach().clone() for p in model.parameters()]
     trainer.train()
-    assert trainer.state.global_step == 2
+    assert trainer.state.global_step == 2, cb.logs
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, model.parameters()))
     played = [e for e in made if e.record is not None]
     assert played, "no env was reset"
     # the rollouts really played Sokoban through the tool
-    assert sum(len(e.record.turns) for e in played) > 0
+    assert sum(len(e.record.turns) for e in played) > 0, cb.logs
     # group members share the task: rollouts reset with one seed start in one state
     by_seed: dict[int, set[str]] = {}
     for e in played:
