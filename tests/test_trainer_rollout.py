@@ -137,3 +137,16 @@ def test_unknown_estimator_and_loss_names_raise_typed_errors():
         get_estimator("gae")
     with pytest.raises(UnknownNameError, match="algorithm.loss_mode"):
         get_policy_loss_fn("ppo2")
+
+
+def test_trainer_pools_play_the_configured_protocol(tmp_path):
+    """env.max_steps, env.action_format and protocol keys of env.env_kwargs reach the pool's envs."""
+    from arlarena_baselines.config import load_config
+    from arlarena_baselines.train import Trainer
+
+    cfg = load_config("demo_cpu", ["env.max_steps=3", "env.env_kwargs={history_length: 2}"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    pool = trainer._pool(1)
+    proto = pool.protocol
+    assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
+    pool.close()
