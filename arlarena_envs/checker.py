@@ -387,7 +387,9 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_check(args: argparse.Namespace) -> int:
-    env_kwargs = json.loads(args.env_kwargs)
+    from arlarena_envs.cli_basic import parse_env_kwargs
+
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
     if args.write_golden:
         path = write_golden(args.env_id, make_golden(args.env_id, env_kwargs))
         print(f"wrote golden fingerprints to {path}")

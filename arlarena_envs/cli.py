@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stability": ("arlarena_envs.stability.cli", "stability report of training runs"),
     "leaderboard": ("arlarena_envs.leaderboard.cli", "evaluate policies and render the leaderboard"),
     "containers": ("arlarena_envs.containers", "build the env container images"),
+    "webshop": ("arlarena_envs.webshop.cli", "build / verify an on-disk WebShop catalogue (store)"),
     "demo": ("arlarena_envs.demo", "the main job: leaderboard of random/oracle + a tiny SAMPO run"),
 }
 
@@ -60,11 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(runner(args) or 0)
     except ArlArenaError as e:
-        print(f"arlarena {name}: error: {e}", file=sys.stderr)
+        print(f"arlarena {name}: error: {_one_line(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the file system or a peer refused (a path the user gave, a full disk)
+        print(f"arlarena {name}: error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"arlarena {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(message: str, limit: int = 2000) -> str:
+    """An error message as one line (validation errors span several) of bounded length."""
+    text = " | ".join(part.strip() for part in message.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":  # pragma: no cover

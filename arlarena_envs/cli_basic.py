@@ -35,3 +35,18 @@ def main_schema(args: argparse.Namespace) -> int:
     for path in export_json_schemas(args.out_dir):
         print(path)
     return 0
+
+
+def parse_env_kwargs(text: str, flag: str = "--env-kwargs") -> dict:
+    """The value of an --env-kwargs flag: a JSON object (otherwise a one-line ConfigError)."""
+    import json
+
+    from arlarena_envs.errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{flag} must be a JSON object, e.g. '{{\"max_steps\": 5}}': {e}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{flag} must be a JSON object, got {type(value).__name__}")
+    return value

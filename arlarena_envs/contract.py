@@ -23,6 +23,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Frozen(_Model):
+    """Spec models are immutable: `get_spec(id).protocol.max_steps = 3` raises (registry.get_spec
+    also hands out deep copies, so their dicts and lists cannot be edited in place either)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Actions
 # --------------------------------------------------------------------------------------------
@@ -195,7 +202,7 @@ class EpisodeRecord(_Model):
 # --------------------------------------------------------------------------------------------
 
 
-class Protocol(_Model):
+class Protocol(_Frozen):
     """How an env is played: the part of a spec that makes numbers comparable."""
 
     max_steps: int = Field(50, ge=1)
@@ -222,7 +229,7 @@ class Protocol(_Model):
         return Protocol.model_validate({**self.model_dump(), **upd})
 
 
-class SplitSpec(_Model):
+class SplitSpec(_Frozen):
     """A split is a range of task indices; `kind` says what an index means.
 
     seeds: index i -> procedural level seed `start + i` (Sokoban);
@@ -244,20 +251,20 @@ class SplitSpec(_Model):
         return self.stop - self.start
 
 
-class DataFile(_Model):
+class DataFile(_Frozen):
     name: str
     sha256: str
     description: str = ""
 
 
-class GoldenFingerprint(_Model):
+class GoldenFingerprint(_Frozen):
     split: str
     seed: int
     actions: list[str]
     sha256: str
 
 
-class SamplingParams(_Model):
+class SamplingParams(_Frozen):
     """How a model samples one response (one turn): the leaderboard protocol's and the
     trainer's (`rollout.sampling`, `rollout.eval_sampling`). Defaults: the paper's evaluation
     sampling (T 0.6, top_p 0.95, top_k 20)."""
@@ -268,13 +275,13 @@ class SamplingParams(_Model):
     max_new_tokens: int = Field(512, ge=1, description="max tokens per response")
 
 
-class LeaderboardProtocol(_Model):
+class LeaderboardProtocol(_Frozen):
     split: str
     episodes: int = Field(ge=1)
     sampling: SamplingParams = Field(default_factory=SamplingParams)
 
 
-class CheckSettings(_Model):
+class CheckSettings(_Frozen):
     """How `arlarena check` exercises this env (slow engines may lower the counts, stated here)."""
 
     resets: int = Field(1000, ge=10, description="resets in the RSS/fd growth check")
@@ -282,7 +289,7 @@ class CheckSettings(_Model):
     steps_per_transcript: int = Field(30, ge=1)
 
 
-class ClientKwarg(_Model):
+class ClientKwarg(_Frozen):
     """One make() kwarg that clients of an env server may set (the spec's `client_kwargs:`).
 
     A client value must have exactly `type` (strict: no "1" for 1, no true for 1, no 1.0 for 1),
@@ -326,7 +333,7 @@ class ClientKwarg(_Model):
         return None
 
 
-class EnvSpec(_Model):
+class EnvSpec(_Frozen):
     """One registry file: everything needed to build, play, check and score an env version."""
 
     id: str = Field(pattern=r"^arlarena/[A-Za-z][\w.-]*-v\d+$")
@@ -420,6 +427,9 @@ class MetricRecord(BaseModel):
     lr: float | None = None
     skipped_update: bool | None = Field(None, description="an update was skipped (non-finite grad)")
     gen_batches: float | None = Field(None, description="rollout batches generated this step (dynamic filtering re-rolls)")
+    informative_groups: float | None = Field(
+        None, description="groups with non-identical episode rewards among all rolled this step (dynamic filtering's supply)"
+    )
     num_samples: int | None = Field(None, description="turn rows in this step's update")
     adv_mean: float | None = Field(None, description="masked mean advantage of the update's rows")
     neg_adv_frac: float | None = Field(None, description="fraction of rows with a negative advantage")

@@ -8,10 +8,12 @@ parsing and the invalid-action policy, step counting and truncation, reward scal
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
+from pydantic import ValidationError
 
 from arlarena_envs.contract import (
     EnvSpec,
@@ -24,12 +26,13 @@ from arlarena_envs.contract import (
     StepInfo,
     StepResult,
 )
-from arlarena_envs.errors import InvalidActionError, ResetNeededError, SpecError
+from arlarena_envs.errors import InvalidActionError, InvalidArgumentError, ResetNeededError, SpecError
 from arlarena_envs.hashing import state_hash
 from arlarena_envs.parsing import looks_tagged, match_admissible, parse_bare, parse_response
 from arlarena_envs.prompts import render_prompt
 from arlarena_envs.registry import get_spec
 from arlarena_envs.spaces import UnicodeText
+from arlarena_envs.unicode import clean_text
 
 OBS_MAX_CHARS = 262_144
 ACTION_MAX_CHARS = 1_000_000
@@ -55,15 +58,18 @@ class TextEnv(gym.Env[str, str]):
         self.env_spec: EnvSpec = spec if spec is not None else get_spec(env_id or self.default_env_id)
         unknown = set(protocol_overrides) - set(Protocol.model_fields)
         if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}; "
-                f"protocol fields that can be overridden: {sorted(Protocol.model_fields)}"
+            raise InvalidArgumentError(
+                f"{self.env_spec.id} got unexpected keyword arguments {sorted(unknown)}; valid: env kwargs "
+                f"{self.env_kwarg_names()}, protocol fields {sorted(Protocol.model_fields)}, split, render_mode"
             )
-        self.protocol: Protocol = self.env_spec.protocol.with_overrides(protocol_overrides)
+        try:
+            self.protocol: Protocol = self.env_spec.protocol.with_overrides(protocol_overrides)
+        except ValidationError as e:
+            raise InvalidArgumentError(f"invalid protocol override for {self.env_spec.id}: {_one_line(e)}") from None
         self.split = split or self.env_spec.default_split
         self._check_split(self.split)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+            raise InvalidArgumentError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
         self.observation_space = UnicodeText(OBS_MAX_CHARS)
         self.action_space = UnicodeText(ACTION_MAX_CHARS)
@@ -96,18 +102,18 @@ class TextEnv(gym.Env[str, str]):
 
     def reset_result(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Observation, StepInfo]:
         if seed is not None and (not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+            raise InvalidArgumentError(f"seed must be a non-negative int, got {seed!r}")
         super().reset(seed=None if seed is None else int(seed))
         options = dict(options or {})
         unknown = set(options) - _OPTION_KEYS
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; allowed: {sorted(_OPTION_KEYS)}")
+            raise InvalidArgumentError(f"unknown reset options {sorted(unknown)}; allowed: {sorted(_OPTION_KEYS)}")
         split = options.get("split", self.split)
         spl = self._check_split(split)
         if "task_index" in options:
             idx = options["task_index"]
             if not isinstance(idx, (int, np.integer)) or isinstance(idx, bool) or not 0 <= idx < spl.size:
-                raise ValueError(f"task_index must be an int in [0, {spl.size}) for split {split!r}, got {idx!r}")
+                raise InvalidArgumentError(f"task_index must be an int in [0, {spl.size}) for split {split!r}, got {idx!r}")
             idx = int(idx)
         elif seed is not None:
             idx = int(seed) % spl.size
@@ -134,7 +140,13 @@ class TextEnv(gym.Env[str, str]):
         return StepResult(observation=obs, reward=reward, terminated=terminated, truncated=truncated, info=StepInfo(**info))
 
     def _advance(self, action: str | bytes | ParsedAction) -> tuple[Observation, float, bool, bool, dict[str, Any]]:
-        """One step; the info comes back as a plain dict with the StepInfo fields (in order)."""
+        """One step; the info comes back as a plain dict with the StepInfo fields (in order).
+
+        Atomic: parsing is pure, and everything that mutates (the game's `_apply`, the step count)
+        runs inside a snapshot. If anything raises, an env with `_snapshot_state` is rolled back to
+        exactly the state before the step (it can keep stepping); an env without one (an external
+        engine) is closed for stepping until the next reset. The history and the last observation
+        change only once the whole step has succeeded."""
         if not self._ready:
             raise ResetNeededError("call reset() before step(), and again after the episode ended")
         parsed = self.parse_action(action)
@@ -142,42 +154,56 @@ class TextEnv(gym.Env[str, str]):
         assert before is not None
         policy = self.protocol.invalid_action_policy
         penalty = self.protocol.penalty_for(parsed.status)
-        native, executed = 0.0, None
+        native, executed, terminate = 0.0, None, False
         if parsed.status is ParseStatus.OK:
             executed = parsed.action
         elif policy is InvalidActionPolicy.PENALTY:
             if parsed.action is not None:
                 executed = self._canonical_action(parsed.action)
         elif policy is InvalidActionPolicy.TERMINATE:
-            self._terminated = True
-        if executed is not None:
-            native = float(self._apply(executed))
-        self._steps += 1
-        terminated = bool(self._terminated)
-        truncated = not terminated and self._steps >= self.protocol.max_steps
+            terminate = True
+        base = (self._steps, self._terminated)
+        snapshot = self._snapshot_state()
+        try:
+            if terminate:
+                self._terminated = True
+            if executed is not None:
+                native = float(self._apply(executed))
+            self._steps += 1
+            terminated = bool(self._terminated)
+            truncated = not terminated and self._steps >= self.protocol.max_steps
+            last = self._observation()
+            info = {
+                "won": bool(self._won()),
+                "score": float(self._score()),
+                "parse_status": parsed.status,
+                "valid_action": parsed.status is ParseStatus.OK,
+                "format_valid": parsed.format_valid,
+                "state_hash": last.state_hash,
+                "admissible_actions": list(last.admissible_actions) if last.admissible_actions is not None else None,
+                "step": self._steps,
+                "task": last.task,
+                "action": executed,
+                "extra": self._extra_info(),
+            }
+            reward = float(native * self.protocol.reward_scale - penalty)
+        except BaseException:
+            self._steps, self._terminated = base
+            if snapshot is None:
+                self._ready = False  # the engine may have moved: refuse to step until reset
+            else:
+                self._restore_state(snapshot)
+            raise
         self._history.append((before.text, parsed.action if parsed.action is not None else ""))
-        self._last = self._observation()
+        self._last = last
         if terminated or truncated:
             self._ready = False
-        info = {
-            "won": bool(self._won()),
-            "score": float(self._score()),
-            "parse_status": parsed.status,
-            "valid_action": parsed.status is ParseStatus.OK,
-            "format_valid": parsed.format_valid,
-            "state_hash": self._last.state_hash,
-            "admissible_actions": list(self._last.admissible_actions) if self._last.admissible_actions is not None else None,
-            "step": self._steps,
-            "task": self._last.task,
-            "action": executed,
-            "extra": self._extra_info(),
-        }
-        reward = float(native * self.protocol.reward_scale - penalty)
-        return self._last, reward, terminated, truncated, info
+        return last, reward, terminated, truncated, info
 
     def parse_action(self, action: str | bytes | ParsedAction) -> ParsedAction:
         """Project raw model text (or a bare action) to an action of this env, by the protocol."""
         if isinstance(action, ParsedAction):
+            action = _clean_parsed(action)
             size = len(action.action or "") + len(action.think or "")
             if size > self.protocol.max_action_chars:  # the limit raw text has: no way around it
                 return ParsedAction(action=None, status=ParseStatus.TRUNCATED, format_valid=False, raw_length=size)
@@ -190,6 +216,7 @@ class TextEnv(gym.Env[str, str]):
             action = bytes(action).decode("utf-8", errors="replace")
         if not isinstance(action, str):
             raise InvalidActionError(f"an action must be str, bytes or ParsedAction, got {type(action).__name__}")
+        action = clean_text(action)  # the text rule (unicode.py): lone surrogates -> U+FFFD
         fmt = self.protocol.action_format
         if fmt == "bare" or (fmt == "auto" and not looks_tagged(action)):
             if len(action) > self.protocol.max_action_chars:
@@ -289,6 +316,28 @@ class TextEnv(gym.Env[str, str]):
     def _admissible_actions(self) -> list[str] | None:
         return None
 
+    def _snapshot_state(self) -> Any | None:
+        """A copy of the game state that `_restore_state` can put back (None: no snapshot possible,
+        a failed step then closes the episode). Taken before every step, so keep it cheap."""
+        return None
+
+    def _restore_state(self, snapshot: Any) -> None:
+        """Put back the state captured by `_snapshot_state` (after a step raised)."""
+        raise NotImplementedError
+
+    @classmethod
+    def env_kwarg_names(cls) -> list[str]:
+        """The keyword arguments the env's constructors accept (besides the protocol fields)."""
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is TextEnv:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.kind is inspect.Parameter.KEYWORD_ONLY or (p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD and p.name != "self"):
+                    names.add(p.name)
+        return sorted(names)
+
     def _state_key(self) -> Any:
         """A JSON-able value identifying the true env state (not its rendering)."""
         raise NotImplementedError
@@ -309,3 +358,13 @@ class TextEnv(gym.Env[str, str]):
     def oracle_action(self) -> str | None:
         """The expert's next action in the current state (None if the env has no expert)."""
         return None
+
+
+def _clean_parsed(action: ParsedAction) -> ParsedAction:
+    """A ParsedAction given by the caller, with its text fields under the text rule (unicode.py)."""
+    fields = {k: clean_text(v) for k in ("action", "think") if isinstance(v := getattr(action, k), str)}
+    return action.model_copy(update=fields) if fields else action
+
+
+def _one_line(e: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())

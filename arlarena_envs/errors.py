@@ -26,6 +26,13 @@ class DataError(ArlArenaError):
     """Data files are missing, incomplete or fail their checksum."""
 
 
+class InvalidArgumentError(ArlArenaError, ValueError, TypeError):
+    """An argument, option or keyword has the wrong type or value (the message names the valid ones).
+
+    It is also a ValueError and a TypeError, so callers written against the built-in errors
+    (`except ValueError`) keep working."""
+
+
 class InvalidActionError(ArlArenaError, TypeError):
     """`step` got something that is not an action (not str / ParsedAction)."""
 

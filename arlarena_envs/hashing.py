@@ -44,8 +44,14 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of any Python string: lone surrogates (which unicode.clean_text removes at every
+    boundary) still encode, as their surrogatepass bytes, so hashing never raises on text."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def sha256_hex(text: str | bytes) -> str:
-    data = text.encode("utf-8") if isinstance(text, str) else text
+    data = _utf8(text) if isinstance(text, str) else text
     return hashlib.sha256(data).hexdigest()
 
 
@@ -58,6 +64,6 @@ def transcript_hash(events: Iterable[Any]) -> str:
     """sha256 over the canonical JSON of every event of a transcript, one per line."""
     h = hashlib.sha256()
     for ev in events:
-        h.update(canonical_json(ev).encode("utf-8"))
+        h.update(_utf8(canonical_json(ev)))
         h.update(b"\n")
     return h.hexdigest()

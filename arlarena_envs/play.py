@@ -11,15 +11,23 @@ import json
 import sys
 from typing import TextIO
 
+from arlarena_envs.cli_basic import parse_env_kwargs
 from arlarena_envs.registry import make
 
 
 def add_play_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("env_id")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="task seed (a non-negative int)")
     p.add_argument("--split", default=None, help="split to draw the task from (default: the spec's)")
     p.add_argument("--env-kwargs", default="{}", help="JSON object of extra make() kwargs")
     p.add_argument("--show-prompt", action="store_true", help="print the full prompt each turn")
+
+
+def _seed(text: str) -> int:
+    """argparse type of --seed (argparse prints the ArgumentTypeError as a one-line usage error)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a non-negative int, got {text!r}")
+    return int(text)
 
 
 def play(env_id: str, seed: int = 0, split: str | None = None, env_kwargs: dict | None = None,
@@ -56,6 +64,9 @@ def play(env_id: str, seed: int = 0, split: str | None = None, env_kwargs: dict 
             continue
         if line.startswith(":reset"):
             parts = line.split()
+            if len(parts) > 1 and not (parts[1].isascii() and parts[1].isdigit()):
+                show(f"usage: :reset [seed], seed a non-negative int (got {parts[1]!r})")
+                continue
             seed = int(parts[1]) if len(parts) > 1 else seed + 1
             obs, info = env.reset_result(seed=seed)
             total, done = 0.0, False
@@ -82,5 +93,5 @@ def play(env_id: str, seed: int = 0, split: str | None = None, env_kwargs: dict 
 
 
 def main_play(args: argparse.Namespace) -> int:
-    play(args.env_id, args.seed, args.split, json.loads(args.env_kwargs), args.show_prompt)
+    play(args.env_id, args.seed, args.split, parse_env_kwargs(args.env_kwargs), args.show_prompt)
     return 0

@@ -23,7 +23,7 @@ import yaml
 from pydantic import ValidationError
 
 from arlarena_envs.contract import EnvSpec, GoldenFingerprint
-from arlarena_envs.errors import ConfigError, EnvNotFoundError, MissingDependencyError, SpecError
+from arlarena_envs.errors import ArlArenaError, ConfigError, EnvNotFoundError, InvalidArgumentError, MissingDependencyError, SpecError
 
 _lock = threading.Lock()
 _specs: dict[str, EnvSpec] | None = None
@@ -56,7 +56,7 @@ def load_spec_file(path: str | Path) -> EnvSpec:
 
 
 def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
-    """All specs, by id (cached)."""
+    """All specs, by id (cached; immutable copies, as `get_spec`)."""
     global _specs
     with _lock:
         if _specs is None or refresh:
@@ -69,7 +69,7 @@ def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
                         specs[spec.id] = spec
                         _paths[spec.id] = f
             _specs = specs
-        return dict(_specs)
+        return {k: v.model_copy(deep=True) for k, v in _specs.items()}
 
 
 def _normalize_id(env_id: str) -> str:
@@ -81,10 +81,11 @@ def _normalize_id(env_id: str) -> str:
 
 
 def get_spec(env_id: str) -> EnvSpec:
+    """The spec of `env_id`: an immutable model (a fresh deep copy each call)."""
     specs = load_specs()
     key = _normalize_id(env_id)
     if key in specs:
-        return specs[key]
+        return specs[key].model_copy(deep=True)  # frozen, and its dicts/lists are the caller's own
     if "-v" not in key.rsplit("/", 1)[-1]:
         versions = sorted((s for s in specs if s.rsplit("-v", 1)[0] == key), key=lambda s: int(s.rsplit("-v", 1)[1]))
         if versions:
@@ -140,7 +141,12 @@ def _inprocess_env(spec: EnvSpec, url: str | None = None, token: str | None = No
             f"{spec.id} needs the extra(s) {missing}: pip install 'arlarena-envs[{','.join(missing)}]'"
         )
     cls = load_entry_point(spec.entry_point)
-    return cls(spec=spec, **{**spec.kwargs, **kwargs})
+    try:
+        return cls(spec=spec, **{**spec.kwargs, **kwargs})
+    except ArlArenaError:
+        raise
+    except (TypeError, ValueError) as e:  # an env kwarg of the wrong type or value (e.g. int("x"))
+        raise InvalidArgumentError(f"{spec.id} cannot be built with {kwargs!r}: {type(e).__name__}: {e}") from e
 
 
 # import name to look for, per pip extra named in a spec's `requires`

@@ -1,12 +1,19 @@
-"""BC-only vs BC+SAMPO vs BC+GRPO on Sokoban with the tiny demo model.
+"""The learning gain: BC-only vs BC + RL on held-out Sokoban levels, over seeds (CPU).
 
-For each seed: uniformly random moves on the same levels (the floor); behaviour cloning once (the demo_cpu BC settings) -> its policy is "BC-only";
-then SAMPO (the demo_cpu config) and GRPO (the grpo preset's algorithm section on the same
-demo settings) start from that same BC policy. All are evaluated on the same fixed seeds of the
-Sokoban eval split. Prints success mean ± SE (standard error over seeds) and wall times, and
-writes a JSON summary.
+For each seed s: behaviour cloning with the preset's BC settings (model, tokenizer and BC data
+order seeded by s) gives the "BC-only" policy; each RL algorithm then starts from that same
+BC policy (the preset's budget, the algorithm section of its own preset; `sampo` = the preset's
+own algorithm) and is evaluated on the same held-out levels (the first `eval_episodes` seeds of
+the eval split, the preset's eval sampling). Uniformly random moves on those levels are the
+floor. Prints per-seed figures, mean ± SE over seeds, and the paired gain (RL - BC-only on
+the same seed) mean ± SE with its ratio gain / SE; writes summary.json.
 
-    python benchmarks/bench_trainer.py --seeds 0 1 2 [--steps 10] [--eval-episodes 64] [--out runs/bench]
+A run whose result.json already exists is reused, so seeds can run in separate processes
+(`--seeds 0 1 2` and `--seeds 3 4` into the same --out) and a last call with every seed
+only aggregates.
+
+    python benchmarks/bench_trainer.py --seeds 0 1 2 3 4                 # the gain (preset sokoban_cpu)
+    python benchmarks/bench_trainer.py --seeds 0 --algos sampo grpo --set trainer.total_steps=5
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ import math
 import time
 from pathlib import Path
 
-from arlarena_baselines.config import load_raw, validate_config
+from arlarena_baselines.config import apply_overrides, load_raw, validate_config
 from arlarena_baselines.train import run
+
+GAIN_PRESET = "sokoban_cpu"
 
 
 def mean_se(xs: list[float]) -> tuple[float, float]:
+    """mean and standard error (sample std, ddof 1, / sqrt(n)); SE is nan for one value."""
     m = sum(xs) / len(xs)
     if len(xs) < 2:
         return m, float("nan")
@@ -29,19 +39,20 @@ def mean_se(xs: list[float]) -> tuple[float, float]:
     return m, math.sqrt(var / len(xs))
 
 
-def random_success(demo: dict, policy_seed: int) -> float:
+def random_success(cfg: dict, policy_seed: int) -> float:
     """Uniformly random moves on the same eval levels and env settings as the trainer's eval."""
     from arlarena_envs.policies import RandomPolicy
     from arlarena_envs.registry import make
 
-    env_cfg = demo["env"]
+    env_cfg = cfg["env"]
     kwargs = dict(env_cfg.get("env_kwargs") or {})
     if env_cfg.get("max_steps") is not None:
         kwargs["max_steps"] = env_cfg["max_steps"]
-    env = make(env_cfg.get("env_id", "arlarena/Sokoban-v0"), split="eval", **kwargs).unwrapped
+    env = make(env_cfg.get("env_id", "arlarena/Sokoban-v0"), split=env_cfg.get("eval_split", "eval"), **kwargs).unwrapped
     policy = RandomPolicy(seed=policy_seed)
     won = 0
-    for i in range(demo["trainer"]["eval_episodes"]):
+    n = cfg["trainer"]["eval_episodes"]
+    for i in range(n):
         obs, _ = env.reset_result(seed=i)
         while True:
             r = env.step_result(policy.act(obs))
@@ -49,80 +60,158 @@ def random_success(demo: dict, policy_seed: int) -> float:
             if r.done:
                 won += r.info.won
                 break
-    return won / demo["trainer"]["eval_episodes"]
+    return won / n
+
+
+def seeded(base: dict, seed: int) -> dict:
+    cfg = json.loads(json.dumps(base))
+    cfg["trainer"]["seed"] = seed
+    cfg["env"]["seed"] = seed
+    cfg["model"]["seed"] = seed
+    return cfg
+
+
+def _result(run_dir: Path) -> dict | None:
+    f = run_dir / "result.json"
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def bc_policy(base: dict, seed: int, out: Path) -> tuple[Path, float, float]:
+    """(BC run dir, its eval success, wall s): BC only (no RL step), reused when present."""
+    run_dir = out / f"s{seed}" / "bc"
+    done = _result(run_dir)
+    if done is None or not (run_dir / "ref_policy").exists():
+        cfg = seeded(base, seed)
+        cfg["trainer"]["total_steps"] = 0
+        done_res = run(validate_config(cfg), run_dir=run_dir)
+        done = {"final_eval_success": done_res.final_eval_success, "wall_time_s": done_res.wall_time_s}
+    return run_dir, float(done["final_eval_success"]), float(done["wall_time_s"])
+
+
+def rl_config(base: dict, seed: int, bc_dir: Path, algo: str, preset: str) -> dict:
+    """The preset's budget from the BC policy of `seed`; `algo` = another preset's algorithm section."""
+    cfg = seeded(base, seed)
+    cfg["model"] = {"path": str(bc_dir / "ref_policy"), "dtype": "float32", "seed": seed}
+    cfg["bc"]["enable"] = False
+    cfg["trainer"]["eval_at_start"] = False
+    if algo != preset_algo_name(base):
+        cfg["algorithm"] = load_raw(algo)["algorithm"]
+    return cfg
+
+
+def preset_algo_name(base: dict) -> str:
+    return str(base.get("algorithm", {}).get("name", "sampo"))
+
+
+def rl_run(base: dict, seed: int, bc_dir: Path, algo: str, out: Path, preset: str, tag: str = "",
+           total_steps: int | None = None) -> tuple[Path, float, float]:
+    """(run dir, held-out success after the last step, wall s) of `algo` from the BC policy."""
+    run_dir = out / f"s{seed}" / f"{algo}{tag}"
+    done = _result(run_dir)
+    if done is None:
+        cfg = rl_config(base, seed, bc_dir, algo, preset)
+        if total_steps is not None:
+            cfg["trainer"]["total_steps"] = total_steps
+        res = run(validate_config(cfg), run_dir=run_dir)
+        done = {"final_eval_success": res.final_eval_success, "wall_time_s": res.wall_time_s}
+    return run_dir, float(done["final_eval_success"]), float(done["wall_time_s"])
+
+
+def load_base(preset: str, overrides: list[str], steps: int | None, eval_episodes: int | None) -> dict:
+    base = load_raw(preset)
+    base.setdefault("trainer", {})["progress"] = False
+    if steps is not None:
+        base["trainer"]["total_steps"] = steps
+    if eval_episodes is not None:
+        base["trainer"]["eval_episodes"] = eval_episodes
+    return apply_overrides(base, overrides)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--steps", type=int, default=None, help="RL steps (default: demo_cpu's)")
-    ap.add_argument("--eval-episodes", type=int, default=None, help="eval seeds (default: demo_cpu's)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--preset", default=GAIN_PRESET, help=f"trainer preset of the setting (default {GAIN_PRESET})")
+    ap.add_argument("--algos", nargs="+", default=["sampo"], help="RL algorithms after BC (preset names; default sampo)")
+    ap.add_argument("--steps", type=int, default=None, help="RL steps (default: the preset's)")
+    ap.add_argument("--eval-episodes", type=int, default=None, help="held-out eval levels (default: the preset's)")
     ap.add_argument("--out", default="runs/bench_trainer")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra demo_cpu overrides")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra overrides of the preset")
     ap.add_argument("--random-only", action="store_true", help="only the random-moves baseline (20 policy seeds)")
+    ap.add_argument("--results", default=None, help="also write table.md and summary.json to this folder (e.g. results/gain)")
+    ap.add_argument("--bc-only", action="store_true", help="only train (or reuse) the BC policies of --seeds, no RL")
     args = ap.parse_args()
 
     out = Path(args.out)
-    demo = load_raw("demo_cpu")
-    demo.setdefault("trainer", {})["progress"] = False
-    if args.steps is not None:
-        demo["trainer"]["total_steps"] = args.steps
-    if args.eval_episodes is not None:
-        demo["trainer"]["eval_episodes"] = args.eval_episodes
-    from arlarena_baselines.config import apply_overrides
-
-    demo = apply_overrides(demo, args.overrides)
-    grpo_algo = load_raw("grpo")["algorithm"]
+    base = load_base(args.preset, args.overrides, args.steps, args.eval_episodes)
+    n_eval = base["trainer"]["eval_episodes"]
     if args.random_only:
-        xs = [random_success(demo, s) for s in range(20)]
+        xs = [random_success(base, s) for s in range(20)]
         m, se = mean_se(xs)
-        print(f"random moves, first {demo['trainer']['eval_episodes']} eval levels, 20 policy seeds: success {m:.3f} ± {se:.3f}")
+        print(f"random moves, first {n_eval} eval levels, 20 policy seeds: success {m:.3f} ± {se:.3f}")
         return 0
 
-    rows: dict[str, list[float]] = {"random": [], "bc_only": [], "bc+sampo": [], "bc+grpo": []}
+    rows: dict[str, list[float]] = {"random": [], "bc_only": [], **{f"bc+{a}": [] for a in args.algos}}
     walls: dict[str, list[float]] = {k: [] for k in rows}
     for seed in args.seeds:
-        base = json.loads(json.dumps(demo))
-        base["trainer"]["seed"] = seed
-        base["env"]["seed"] = seed
-        base["model"]["seed"] = seed
         t = time.time()
         rows["random"].append(random_success(base, seed))
         walls["random"].append(time.time() - t)
-        bc_cfg = json.loads(json.dumps(base))
-        bc_cfg["trainer"]["total_steps"] = 0
-        t = time.time()
-        bc = run(validate_config(bc_cfg), run_dir=out / f"s{seed}" / "bc")
-        walls["bc_only"].append(time.time() - t)
-        rows["bc_only"].append(bc.final_eval_success)
-        print(f"seed {seed} BC-only: success {bc.final_eval_success:.3f} ({walls['bc_only'][-1]:.0f} s)", flush=True)
-        for name, algo in (("bc+sampo", None), ("bc+grpo", grpo_algo)):
-            cfg = json.loads(json.dumps(base))
-            cfg["model"] = {"path": str(bc.run_dir / "ref_policy"), "dtype": "float32", "seed": seed}
-            cfg["bc"]["enable"] = False
-            cfg["trainer"]["eval_at_start"] = False
-            if algo is not None:
-                cfg["algorithm"] = algo
-            t = time.time()
-            res = run(validate_config(cfg), run_dir=out / f"s{seed}" / name.replace("+", "_"))
-            walls[name].append(time.time() - t)
-            rows[name].append(res.final_eval_success)
-            print(f"seed {seed} {name}: success {res.final_eval_success:.3f} ({walls[name][-1]:.0f} s)", flush=True)
+        bc_dir, _, bc_wall = bc_policy(base, seed, out)
+        # BC-only = the BC policy after 0 RL steps, evaluated exactly as the RL runs are
+        _, bc_success, _ = rl_run(base, seed, bc_dir, preset_algo_name(base), out, args.preset, "_bc_only", total_steps=0)
+        rows["bc_only"].append(bc_success)
+        walls["bc_only"].append(bc_wall)
+        print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
+        if args.bc_only:
+            continue
+        for algo in args.algos:
+            _, s, w = rl_run(base, seed, bc_dir, algo, out, args.preset)
+            rows[f"bc+{algo}"].append(s)
+            walls[f"bc+{algo}"].append(w)
+            print(f"seed {seed} BC+{algo}: success {s:.3f} ({w:.0f} s)", flush=True)
 
-    summary = {}
-    print(f"\nSokoban eval split, first {demo['trainer']['eval_episodes']} seeds, seeds {args.seeds}")
-    print(f"{'variant':<10} {'success mean':>12} {'± SE':>8} {'wall s (mean)':>14}")
+    if args.bc_only:
+        return 0
+    summary: dict = {"preset": args.preset, "overrides": args.overrides, "seeds": args.seeds, "eval_episodes": n_eval,
+                     "total_steps": base["trainer"]["total_steps"], "variants": {}, "paired_gain": {}}
+    print(f"\n{args.preset}: Sokoban eval split, first {n_eval} levels (held out), seeds {args.seeds}")
+    print(f"{'variant':<12} {'success mean':>12} {'± SE':>7} {'wall s':>8}   per seed")
     for k, xs in rows.items():
         m, se = mean_se(xs)
         w = sum(walls[k]) / len(walls[k])
-        summary[k] = {"success": xs, "mean": m, "se": se, "wall_s": walls[k]}
-        print(f"{k:<10} {m:>12.3f} {se:>8.3f} {w:>14.0f}")
-    demo_wall = [a + b for a, b in zip(walls["bc_only"], walls["bc+sampo"])]
-    print(f"demo (BC + SAMPO) wall time: {sum(demo_wall) / len(demo_wall):.0f} s mean per seed (target < 900 s on 2 cores)")
-    print(f"SAMPO - BC-only: {summary['bc+sampo']['mean'] - summary['bc_only']['mean']:+.3f}; "
-          f"GRPO - BC-only: {summary['bc+grpo']['mean'] - summary['bc_only']['mean']:+.3f}")
+        summary["variants"][k] = {"success": xs, "mean": m, "se": se, "wall_s": walls[k]}
+        print(f"{k:<12} {m:>12.3f} {se:>7.3f} {w:>8.0f}   {' '.join(f'{x:.3f}' for x in xs)}")
+    for algo in args.algos:
+        diffs = [a - b for a, b in zip(rows[f"bc+{algo}"], rows["bc_only"])]
+        m, se = mean_se(diffs)
+        ratio = m / se if se and se > 0 else float("nan")
+        wins = sum(d > 0 for d in diffs)
+        summary["paired_gain"][algo] = {"diffs": diffs, "mean": m, "se": se, "gain_over_se": ratio, "seeds_improved": wins}
+        verdict = "beats BC-only by > 2 SE" if ratio > 2 else "does NOT beat BC-only by > 2 SE"
+        print(f"BC+{algo} - BC-only (paired by seed): {m:+.3f} ± {se:.3f} (gain/SE {ratio:.1f}; {wins}/{len(diffs)} seeds up): {verdict}")
+    demo_wall = [a + b for a, b in zip(walls["bc_only"], walls[f"bc+{args.algos[0]}"])]
+    print(f"BC + {args.algos[0]} wall time per seed: {sum(demo_wall) / len(demo_wall):.0f} s mean")
+    summary["bc_plus_rl_wall_s"] = demo_wall
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps({"seeds": args.seeds, "demo_wall_s": demo_wall, **summary}, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.results:
+        res = Path(args.results)
+        res.mkdir(parents=True, exist_ok=True)
+        (res / "summary.json").write_text(json.dumps(summary, indent=2))
+        md = [f"# BC-only vs BC + RL: preset `{args.preset}`", "",
+              f"Held-out levels: the first {n_eval} of the Sokoban eval split; seeds {args.seeds}; "
+              f"{summary['total_steps']} RL steps. Success mean ± SE over seeds (SE = sample std / sqrt(n)).", "",
+              "| variant | success mean ± SE | per seed | wall s (mean) |", "|---|---|---|---|"]
+        for k, v in summary["variants"].items():
+            md.append(f"| {k} | {v['mean']:.3f} ± {v['se']:.3f} | {', '.join(f'{x:.3f}' for x in v['success'])} | "
+                      f"{sum(v['wall_s']) / len(v['wall_s']):.0f} |")
+        md.append("")
+        for algo, g in summary["paired_gain"].items():
+            md.append(f"Paired gain BC+{algo} − BC-only: {g['mean']:+.3f} ± {g['se']:.3f} (gain / SE {g['gain_over_se']:.1f}; "
+                      f"{g['seeds_improved']}/{len(g['diffs'])} seeds improved).")
+        md += ["", f"Regenerate: `python benchmarks/bench_trainer.py --seeds {' '.join(map(str, args.seeds))} "
+               f"--preset {args.preset} --results {args.results}`", ""]
+        (res / "table.md").write_text("\n".join(md), encoding="utf-8")
     return 0
 
 

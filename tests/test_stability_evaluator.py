@@ -47,7 +47,8 @@ def test_formulas():
     assert area_under_curve([1, 2, 3], [0.0, 1.0, 1.0]) == pytest.approx(0.75)
     assert area_under_curve([5], [0.4]) == 0.4
     assert stability_score(0.8, 0.4, 0.25) == pytest.approx(37.5)
-    assert stability_score(0.0, 0.0, 0.0) == 100.0
+    assert stability_score(0.0, 0.0, 0.0) == 0.0  # nothing learned, nothing to keep
+    assert stability_score(0.8, 0.4, 0.25, learned=False) == 0.0
     s = spread([1.0, 2.0, 3.0])
     assert (s.mean, s.std, s.stderr) == pytest.approx((2.0, 1.0, 1 / math.sqrt(3)))
     assert spread([0.5]).std is None

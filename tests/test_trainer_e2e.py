@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 from arlarena_baselines.config import load_config  # noqa: E402
 from arlarena_baselines.train import run  # noqa: E402
 from arlarena_envs.contract import MetricRecord  # noqa: E402
+from arlarena_envs.errors import ConfigError  # noqa: E402
 
 TINY = [
     "model.tiny={hidden_size: 32, num_layers: 1, num_heads: 2, vocab_size: 512, tokenizer_episodes: 4}",
@@ -82,15 +83,11 @@ FAKE_MONITOR = textwrap.dedent(
     """
     from dataclasses import dataclass, field
 
+    from arlarena_envs.stability import Alarm, MonitorDecision
+
     @dataclass
     class MonitorConfig:
         script: dict = field(default_factory=dict)
-
-    @dataclass
-    class Decision:
-        action: str = "none"
-        reason: str = ""
-        alarms: list = field(default_factory=list)
 
     class StabilityMonitor:
         def __init__(self, config):
@@ -99,10 +96,16 @@ FAKE_MONITOR = textwrap.dedent(
         def update(self, record):
             self.seen.append(record.step)
             act = self.config.script.get(str(record.step), "none")
-            return Decision(act, f"scripted {act}", ["test-alarm"] if act != "none" else [])
+            alarms = [] if act == "none" else [
+                Alarm(kind="kl_drift", step=record.step, severity="warning", message="scripted")]
+            return MonitorDecision(step=record.step, action=act, reason=f"scripted {act}", alarms=alarms)
         @property
         def last_healthy_step(self):
             return 1
+        def state_dict(self):
+            return {"seen": self.seen}
+        def load_state_dict(self, state):
+            self.seen = list(state["seen"])
     """
 )
 
@@ -126,24 +129,30 @@ def test_monitor_actions_tighten_rollback_stop(tmp_path, monkeypatch):
     assert rl[4].monitor_action == "stop"
 
 
-def test_missing_monitor_module_disables_it(tmp_path):
-    from arlarena_baselines.monitor_adapter import MonitorAdapter
+def test_missing_monitor_module_is_a_config_error():
+    from arlarena_baselines.monitoring import make_monitor
 
-    m = MonitorAdapter(True, {}, module="no_such_module_xyz")
-    assert not m.enabled and "not available" in m.disabled_reason
-    assert m.update(MetricRecord(step=1)).action == "none"
-    assert m.last_healthy_step is None
+    with pytest.raises(ConfigError, match="no_such_module_xyz"):
+        make_monitor("no_such_module_xyz", {})
+    with pytest.raises(ConfigError, match="MonitorConfig"):
+        make_monitor("arlarena_envs.stability.monitor", {"no_such_option": 1})
+
+
+def test_monitor_disabled_trains_without_one(tmp_path):
+    cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "bc.enable=false", "monitor.enable=false"])
+    res = run(cfg, run_dir=tmp_path / "run")
+    assert res.monitor_actions == [] and not (res.run_dir / "monitor.jsonl").exists()
 
 
 def test_real_monitor_integration_smoke():
-    pytest.importorskip("arlarena_envs.stability.monitor")
-    from arlarena_baselines.monitor_adapter import MonitorAdapter
+    from arlarena_baselines.monitoring import judge, make_monitor
+    from arlarena_envs.stability import MonitorDecision
 
-    m = MonitorAdapter(True, {"actions": {"grad_norm_nonfinite": "stop"}})
-    assert m.enabled
-    assert m.update(MetricRecord(step=1, grad_norm=1.0, success=0.5)).action == "none"
-    d = m.update(MetricRecord(step=2, grad_norm=float("nan"), success=0.5))
-    assert d.action == "stop" and d.alarms
+    m = make_monitor("arlarena_envs.stability.monitor", {"actions": {"grad_norm_nonfinite": "stop"}})
+    d = judge(m, MetricRecord(step=1, grad_norm=1.0, success=0.5))
+    assert isinstance(d, MonitorDecision) and d.action == "none"
+    d = judge(m, MetricRecord(step=2, grad_norm=float("nan"), success=0.5))
+    assert d.action == "stop" and d.alarms and d.alarms[0].kind == "grad_norm_nonfinite"
 
 
 def test_non_finite_gradient_skips_the_update(tmp_path, monkeypatch):

@@ -34,6 +34,15 @@ def test_last_try_fills_with_uniform_groups_in_order():
     assert select_groups(groups, needed_groups=0, last_try=True) == []
 
 
+def test_last_try_without_uniform_fill_keeps_informative_groups_only():
+    groups = [[0, 0], [0, 10], [10, 10], [1, 1]]
+    assert select_groups(groups, needed_groups=3, last_try=True, fill_uniform=False) == [1]
+    # earlier tries kept something: an all-uniform last try adds nothing
+    assert select_groups([[0, 0], [1, 1]], needed_groups=3, last_try=True, fill_uniform=False, have_groups=2) == []
+    # nothing kept at all: fill as ARL-Arena, so the step still has rows
+    assert select_groups([[0, 0], [1, 1]], needed_groups=1, last_try=True, fill_uniform=False, have_groups=0) == [0]
+
+
 def test_all_presets_validate():
     names = preset_names()
     for want in ("sampo", "grpo", "grpo_st", "gspo", "cispo", "sapo", "gigpo", "empg", "dapo", "demo_cpu"):

@@ -132,8 +132,13 @@ def test_env_runs_on_the_fixture(fixture_dir):
         if term:
             break
     assert term and info["extra"]["purchased_asin"] == env.goal["asin"]
-    with pytest.raises(DataError, match="does not exist"):
+    # splits follow the catalogue: the fixture's few goals are all test goals, there is no train
+    n = len(env.catalogue.goals)
+    assert env.n_tasks("test") == n < 500
+    with pytest.raises(ValueError, match=rf"\[0, {n}\)"):
         env.reset(options={"split": "test", "task_index": 50})
+    with pytest.raises(DataError, match="empty"):
+        env.reset(options={"split": "train"})
 
 
 def test_checksum_mismatch_is_a_data_error(fixture_dir):

@@ -20,21 +20,57 @@ alfworld and textworld are imported here only (lazily, by `arlarena_envs.alfworl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from arlarena_envs.errors import DataError, MissingDependencyError
+from arlarena_envs.errors import ArlArenaError, DataError, MissingDependencyError
 
-try:
-    import textworld
-    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredExpertType, AlfredInfos
-    from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed, HandCodedAgentTimeout
-except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise MissingDependencyError(f"arlarena/ALFWorld-v0 needs alfworld and textworld ({e}): pip install 'arlarena-envs[alfworld]'") from e
+
+
+def _import_alfworld() -> None:
+    """Import alfworld without its import-time side effects on our process.
+
+    `alfworld.info` does `mkdirs($ALFWORLD_DATA or ~/.cache/alfworld)` and then sets
+    ALFWORLD_DATA to that folder: with a read-only HOME the import dies with a bare
+    PermissionError, and afterwards "ALFWORLD_DATA is unset" can no longer be told apart from a
+    folder alfworld made up. We point ALFWORLD_DATA at a folder that exists (the package's own;
+    nothing is written there) for the import only, then put the variable back as it was. We use
+    none of alfworld's data paths (official.py resolves the data itself)."""
+    global textworld, AlfredDemangler, AlfredExpert, AlfredExpertType, AlfredInfos, HandCodedAgentFailed, HandCodedAgentTimeout
+    import importlib.util
+    import os
+
+    before = os.environ.get("ALFWORLD_DATA")
+    spec = importlib.util.find_spec("alfworld")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("arlarena/ALFWorld-v0 needs alfworld and textworld: pip install 'arlarena-envs[alfworld]'")
+    if before is None:
+        os.environ["ALFWORLD_DATA"] = list(spec.submodule_search_locations)[0]
+    try:
+        import textworld
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredExpert, AlfredExpertType, AlfredInfos
+        from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed, HandCodedAgentTimeout
+    except ImportError as e:  # pragma: no cover - exercised only without the extra
+        raise MissingDependencyError(f"arlarena/ALFWorld-v0 needs alfworld and textworld ({e}): pip install 'arlarena-envs[alfworld]'") from e
+    except OSError as e:
+        raise DataError(f"alfworld could not start: {e}; set ALFWORLD_DATA to an existing folder") from None
+    finally:
+        if before is None:
+            os.environ.pop("ALFWORLD_DATA", None)
+        else:
+            os.environ["ALFWORLD_DATA"] = before
+
+
+_import_alfworld()
+
+
+EXCLUDED_COMMANDS = frozenset({"help"})  # never admissible in the env (as the paper), so never proposed
 
 
 def request_infos() -> "textworld.EnvInfos":
@@ -69,8 +105,15 @@ class SafeAlfredExpert(AlfredExpert):
             if not self.prev_command:
                 self._handcoded_expert.observe(self.state["feedback"])
             else:
-                nxt = self._handcoded_expert.act(self.state, 0, self.state["won"], _expert_command(self.prev_command))
-                if nxt in self.state["admissible_commands"]:
+                # the expert falls back to random.choice(admissible_commands) when it would repeat
+                # itself: show it the env's list (no 'help', which the env never executes)
+                admissible = self.state["admissible_commands"]
+                self.state["admissible_commands"] = [c for c in admissible if c not in EXCLUDED_COMMANDS]
+                try:
+                    nxt = self._handcoded_expert.act(self.state, 0, self.state["won"], _expert_command(self.prev_command))
+                finally:
+                    self.state["admissible_commands"] = admissible
+                if nxt in admissible and nxt not in EXCLUDED_COMMANDS:
                     self.state["extra.expert_plan"] = [nxt]
         except (HandCodedAgentTimeout, HandCodedAgentFailed):
             self.expert_failed = True
@@ -156,6 +199,23 @@ def start_engine(
     return textworld.start(game_file, request_infos=infos, wrappers=wrappers)
 
 
+@contextlib.contextmanager
+def _keep_argv() -> Iterator[None]:
+    """fast-downward's `pddl2sas` (run by TextWorld on every PDDL reset) assigns sys.argv to
+    ["translate.py", "domain", "task"]; the caller's argv is put back afterwards."""
+    argv, items = sys.argv, list(sys.argv)
+    try:
+        yield
+    finally:
+        sys.argv = argv  # the caller's own list object, with its own items
+        argv[:] = items
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
 # The expert's `random` swap below touches interpreter-wide state, so engine calls from
 # several threads are serialised (they hold the GIL anyway: the engine is pure Python).
 _ENGINE_LOCK = threading.RLock()
@@ -186,17 +246,22 @@ class EngineSession:
             task_type = str(json.loads(traj.read_text(encoding="utf-8"))["task_type"])
         except (OSError, ValueError, KeyError) as e:
             raise DataError(f"cannot read the task type from {traj}: {e}; every ALFWorld game needs its traj_data.json") from e
-        with _ENGINE_LOCK, warnings.catch_warnings():
+        with _ENGINE_LOCK, _keep_argv(), warnings.catch_warnings():
             # TextWorld's PddlEnv.load does json.load(open(path)): the file is closed when the
             # object is freed, right away, with a ResourceWarning we do not pass on
             warnings.simplefilter("ignore", ResourceWarning)
             self.game_file = None
-            if self.env is None:
-                self.env = start_engine(
-                    game_file, expert=self.expert, expert_max_steps=self.expert_max_steps, fast_textgen=self.fast_textgen
-                )
-            else:
-                self.env.load(game_file)
+            try:
+                if self.env is None:
+                    self.env = start_engine(
+                        game_file, expert=self.expert, expert_max_steps=self.expert_max_steps, fast_textgen=self.fast_textgen
+                    )
+                else:
+                    self.env.load(game_file)
+            except (ArlArenaError, MemoryError, RecursionError):
+                raise
+            except (Exception, SystemExit) as e:  # the engine's parsers raise many types (fast-downward: SystemExit)
+                raise DataError(f"the ALFWorld engine cannot load {game_file}: {type(e).__name__}: {_first_line(e)}") from e
         self.game_file, self.task_type = game_file, task_type
 
     @property
@@ -213,7 +278,7 @@ class EngineSession:
         return None
 
     def _call(self, fn, *args):
-        with _ENGINE_LOCK:
+        with _ENGINE_LOCK, _keep_argv():
             saved = random.getstate()
             random.setstate(self._rng_state)
             try:
@@ -223,9 +288,16 @@ class EngineSession:
                 random.setstate(saved)
 
     def reset(self, seed: int) -> Any:
-        """Reset the loaded game; the expert's randomness comes from `random.Random(seed)`."""
+        """Reset the loaded game; the expert's randomness comes from `random.Random(seed)`.
+        The engine parses the game's PDDL here (fast-downward's translator): a malformed game
+        is a DataError naming its file."""
         self._rng_state = random.Random(seed).getstate()
-        return self._call(self.env.reset)
+        try:
+            return self._call(self.env.reset)
+        except (ArlArenaError, MemoryError, RecursionError):
+            raise
+        except (Exception, SystemExit) as e:  # fast-downward's translator exits on malformed PDDL
+            raise DataError(f"the ALFWorld engine cannot start {self.game_file}: {type(e).__name__}: {_first_line(e)}") from e
 
     def step(self, command: str) -> tuple[Any, float, bool]:
         return self._call(self.env.step, command)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,14 @@ from arlarena_envs.alfworld.generator import (
     generate_game,
     write_game,
 )
-from arlarena_envs.alfworld.official import OFFICIAL_SPLITS, collect_official_games, resolve_data_root
+from arlarena_envs.alfworld.official import (
+    FIX_HINT,
+    OFFICIAL_SPLITS,
+    collect_official_games,
+    official_slots,
+    resolve_data_root,
+    scan_split,
+)
 from arlarena_envs.core import TextEnv
 from arlarena_envs.errors import DataError
 
@@ -71,7 +79,7 @@ class ALFWorldEnv(TextEnv):
         self.expert = bool(expert)
         self.expert_max_steps = int(expert_max_steps)
         self.fast_textgen = bool(fast_textgen)
-        self._official: dict[str, list[Path]] = {}
+        self._official: dict[str, list[tuple[Path, str | None]]] = {}
         self._pinned = {d.name: d.sha256 for d in self.env_spec.data}
         self._session: Any = None
         self._state: Any = None
@@ -84,19 +92,51 @@ class ALFWorldEnv(TextEnv):
     # ------------------------------------------------------------------ games
 
     def official_games(self, split: str) -> list[Path]:
-        """The sorted game files of an official split (count-checked unless allow_partial)."""
+        """The sorted game files of an official split (count-checked unless allow_partial; with
+        allow_partial, only the playable ones: task indices follow `official_slots`)."""
+        return [path for path, problem in self._official_slots(split) if problem is None]
+
+    def official_problems(self, split: str) -> dict[int, str]:
+        """Task index -> why that game cannot be played (empty unless official_allow_partial)."""
+        return {i: f"{path}: {problem}" for i, (path, problem) in enumerate(self._official_slots(split)) if problem is not None}
+
+    def _official_slots(self, split: str) -> list[tuple[Path, str | None]]:
+        """Task index -> (game file, problem or None). Complete data: every game, count-checked.
+        official_allow_partial=True: the slots of a complete download (official.official_slots),
+        so indices never shift; a warning lists the unplayable ones and resetting one raises."""
         if split not in self._official:
             root = resolve_data_root(self.data_dir)
-            expected = None if self.official_allow_partial else self._check_split(split).size
-            self._official[split] = collect_official_games(root, split, expected=expected)
+            if self.official_allow_partial:
+                folder, _ = OFFICIAL_SPLITS[split]
+                slots = official_slots(scan_split(root / "json_2.1.1" / folder))
+                if not slots:
+                    collect_official_games(root, split, expected=None)  # raises, saying what is missing
+                bad = [(i, path, why) for i, (path, why) in enumerate(slots) if why is not None]
+                if bad:
+                    listed = "; ".join(f"#{i} {path} ({why})" for i, path, why in bad[:10])
+                    warnings.warn(
+                        f"ALFWorld {split}: {len(bad)} of {len(slots)} games cannot be played and raise DataError on "
+                        f"reset (indices are kept): {listed}{' ...' if len(bad) > 10 else ''}",
+                        stacklevel=3,
+                    )
+                self._official[split] = slots
+            else:
+                self._official[split] = [(p, None) for p in collect_official_games(root, split, expected=self._check_split(split).size)]
         return self._official[split]
 
     def _game_for(self, task_id: int, split: str) -> tuple[Path, str, str]:
         """(game file, game id, source) of task `task_id` of `split`."""
         if split in OFFICIAL_SPLITS:
-            games = self.official_games(split)
+            slots = self._official_slots(split)
             idx = task_id - self._check_split(split).start
-            path = games[idx % len(games)]  # modulo only matters with official_allow_partial
+            if idx >= len(slots):
+                raise DataError(
+                    f"ALFWorld {split} task {idx} does not exist in this partial copy of the official data "
+                    f"({len(slots)} trial folders found; the official count is {self._check_split(split).size}). {FIX_HINT}"
+                )
+            path, problem = slots[idx]
+            if problem is not None:
+                raise DataError(f"ALFWorld {split} task {idx} cannot be played: {path}: {problem}. {FIX_HINT}")
             rel = path.parent.relative_to(path.parents[2]).as_posix()
             return path, f"official/{split}/{rel}", "official"
         pool = "unseen" if split in self.ood_splits else "seen"

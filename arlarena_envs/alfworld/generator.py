@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from arlarena_envs.errors import DataError, InvalidArgumentError
+
 GENERATOR_VERSION = 1
 
 TASK_TYPES = (
@@ -256,9 +258,9 @@ class _NoTask(Exception):
 def generate_game(task_id: int, pool: str = "seen") -> GeneratedGame:
     """The game of task `task_id` in layout pool `pool` ("seen" or "unseen"); deterministic."""
     if pool not in POOLS:
-        raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        raise InvalidArgumentError(f"pool must be one of {POOLS}, got {pool!r}")
     if task_id < 0:
-        raise ValueError(f"task_id must be >= 0, got {task_id}")
+        raise InvalidArgumentError(f"task_id must be >= 0, got {task_id}")
     task_type = TASK_TYPES[task_id % len(TASK_TYPES)]
     rng = np.random.default_rng([GENERATOR_VERSION, POOLS.index(pool), task_id])
     for _attempt in range(100):
@@ -268,7 +270,7 @@ def generate_game(task_id: int, pool: str = "seen") -> GeneratedGame:
             return _build(task_id, pool, task_type, scene, layout_seed, rng)
         except _NoTask:
             continue
-    raise RuntimeError(f"could not generate task {task_id} in pool {pool!r} (generator bug)")  # pragma: no cover
+    raise DataError(f"could not generate task {task_id} in pool {pool!r} (generator bug)")  # pragma: no cover
 
 
 def _build(task_id: int, pool: str, task_type: str, scene: str, layout_seed: int, rng: np.random.Generator) -> GeneratedGame:
@@ -450,7 +452,7 @@ def _goal_pddl(task_type: str, obj: str, parent: str, toggle: str) -> str:
             f" (inReceptacle ?o1 ?r) (exists (?o2 - object) (and (not (= ?o1 ?o2)) (objectType ?o2 {obj}Type)"
             f" (receptacleType ?r {parent}Type) (inReceptacle ?o2 ?r))))))"
         )
-    raise ValueError(task_type)
+    raise InvalidArgumentError(f"unknown task type {task_type!r}")
 
 
 def _problem(task_id, receptacles, placed, start_loc, goal) -> str:
@@ -515,22 +517,38 @@ def _logic_text(name: str) -> str:
 # ---------------------------------------------------------------------------------- cache
 
 
+MAX_CACHED_GAMES = 5000  # task folders kept per pool in the cache; older ones are evicted (LRU)
+
+
 def default_cache_dir() -> Path:
-    """$ARLARENA_CACHE/alfworld, else ~/.cache/arlarena/alfworld."""
-    base = os.environ.get("ARLARENA_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "arlarena") / "alfworld"
+    """$ARLARENA_CACHE/alfworld, else ~/.cache/arlarena/alfworld, else a temp folder (cache_dir.py)."""
+    from arlarena_envs.cache_dir import cache_root
+
+    return cache_root("alfworld")
 
 
-def write_game(game: GeneratedGame, root: str | Path) -> Path:
-    """Write `game` under `root/gen-v<N>/<folder>/` (atomically, idempotent); returns the
-    path of its game.tw-pddl. An existing file with other bytes is rewritten."""
-    folder = Path(root) / f"gen-v{GENERATOR_VERSION}" / game.pool / game.folder
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in game.files().items():
-        path = folder / name
-        if path.exists() and path.read_bytes() == data:
-            continue
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+def write_game(game: GeneratedGame, root: str | Path, max_cached: int = MAX_CACHED_GAMES) -> Path:
+    """Write `game` under `root/gen-v<N>/<pool>/<folder>/` (atomically, idempotent); returns the
+    path of its game.tw-pddl. An existing file with other bytes is rewritten. The pool keeps at
+    most `max_cached` task folders: writing a new one evicts the least recently used."""
+    from arlarena_envs.cache_dir import ensure_writable, evict_oldest, touch
+
+    pool_dir = Path(root) / f"gen-v{GENERATOR_VERSION}" / game.pool
+    folder = pool_dir / game.folder
+    task_dir = pool_dir / game.folder.split("/", 1)[0]
+    fresh = not folder.is_dir()
+    ensure_writable(folder, "ALFWorld game cache folder")
+    try:
+        for name, data in game.files().items():
+            path = folder / name
+            if path.exists() and path.read_bytes() == data:
+                continue
+            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(f"cannot write the ALFWorld game {folder}: {e}; set ARLARENA_CACHE (or cache_dir=) to a writable folder") from None
+    touch(task_dir)
+    if fresh:
+        evict_oldest(pool_dir, max_cached, protect=task_dir)
     return folder / "game.tw-pddl"

@@ -50,6 +50,37 @@ class OfficialSplit:
     unsolvable: list[Path] = field(default_factory=list)  # "solvable": false (or absent)
 
 
+def pddl_complete(text: object) -> bool:
+    """A cheap completeness test of PDDL text: non-empty, parentheses balanced (comments, from ';'
+    to the end of a line, ignored) and never closing more than was opened. Catches the usual
+    damage (a file cut short) at scan time, before the engine's parser fails on it at reset."""
+    if not isinstance(text, str) or "(" not in text:
+        return False
+    depth = 0
+    for line in text.splitlines():
+        for ch in line.split(";", 1)[0]:
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+                if depth < 0:
+                    return False
+    return depth == 0
+
+
+def official_slots(res: OfficialSplit) -> list[tuple[Path, str | None]]:
+    """Every trial that would be a playable game in a complete download, sorted as the games
+    of a complete download are: (game file, None) when playable, (game file, problem) when its
+    files are missing or unreadable. Index i of a partial copy is game i of the complete one
+    (as long as whole trial folders are not missing)."""
+    slots: dict[Path, str | None] = {g: None for g in res.games}
+    for g in res.missing:
+        slots[g] = "game.tw-pddl is missing (incomplete download)"
+    for path, why in res.unloadable:
+        slots[path.parent / "game.tw-pddl"] = f"{path.name}: {why}"
+    return sorted(slots.items())
+
+
 def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding json_2.1.1/: `data_dir`, else $ALFWORLD_DATA. Accepts the json_2.1.1
     folder itself too."""
@@ -60,7 +91,11 @@ def resolve_data_root(data_dir: str | os.PathLike | None = None) -> Path:
     if root.name == "json_2.1.1":
         root = root.parent
     if not (root / "json_2.1.1").is_dir():
-        raise DataError(f"no json_2.1.1/ folder in {root} (from {'data_dir' if data_dir is not None else 'ALFWORLD_DATA'}). " + FIX_HINT)
+        source = "data_dir" if data_dir is not None else "ALFWORLD_DATA"
+        if data_dir is None and root == Path(os.path.expanduser("~/.cache/alfworld")):
+            source = ("ALFWORLD_DATA, which holds alfworld's own default: `import alfworld` sets it to "
+                      "~/.cache/alfworld when it is unset, so it was probably never configured")
+        raise DataError(f"no json_2.1.1/ folder in {root} (from {source}). " + FIX_HINT)
     return root
 
 
@@ -98,6 +133,10 @@ def scan_split(split_dir: Path, task_types: tuple[str, ...] = OFFICIAL_TASK_TYPE
             continue
         if not isinstance(data, dict) or not all(k in data for k in ("pddl_domain", "grammar", "pddl_problem")):
             out.unloadable.append((game, "not a game.tw-pddl (needs pddl_domain, grammar, pddl_problem)"))
+            continue
+        broken = next((k for k in ("pddl_domain", "pddl_problem") if not pddl_complete(data[k])), None)
+        if broken is not None:
+            out.unloadable.append((game, f"{broken} is truncated or malformed (unbalanced parentheses)"))
             continue
         if not data.get("solvable", False):
             out.unsolvable.append(game)

@@ -70,7 +70,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     spec = get_spec(args.env)
     src = Path(args.out) / spec.name / policy_slug(row.policy) / "row.json"
-    if args.results:
+    if args.results and row.provenance.overrides:
+        print(f"row not copied to {args.results}/: evaluated with overrides {row.provenance.overrides}, so not comparable "
+              f"(it stays in {src})", file=sys.stderr)
+    elif args.results:
         dest = Path(args.results) / spec.name / f"{policy_slug(row.policy)}.json"
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest)

@@ -29,12 +29,14 @@ from arlarena_envs.episodes import Reply, TurnView, run_episodes
 from arlarena_envs.errors import ConfigError
 from arlarena_envs.leaderboard.models import (
     EpisodeResult,
+    EpisodeSummary,
     LeaderboardRow,
     Provenance,
     ProvenanceMismatchError,
     Stat,
     TaskTypeStats,
     data_checksum,
+    digest_records,
 )
 from arlarena_envs.leaderboard.policies import LeaderboardPolicy, make_policy
 from arlarena_envs.pools import InProcessPool
@@ -100,6 +102,44 @@ def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_
     return EpisodeResult.from_episode(episode, index=index, episode_key=key, elapsed_s=time.perf_counter() - t0)
 
 
+def watch_parent(parent_pid: int, interval_s: float = 0.2) -> None:
+    """Worker initializer: exit (code 1) as soon as the evaluating process is gone.
+
+    A SIGKILLed or SIGTERMed `evaluate` cannot shut its pool down, and orphaned workers would
+    keep writing episode files, racing a later resume. Each worker polls its parent from a
+    daemon thread; episode files are written atomically, so exiting mid-episode leaves none
+    half-written."""
+    import threading
+
+    def gone() -> bool:
+        if os.getppid() == parent_pid:
+            return False
+        # not our direct parent (it died and we were re-parented, or forkserver/spawn started us)
+        try:
+            import psutil
+        except ImportError:
+            try:
+                os.kill(parent_pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        try:
+            return psutil.Process(parent_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            return False
+
+    def loop() -> None:
+        while not gone():
+            time.sleep(interval_s)
+        os._exit(1)
+
+    threading.Thread(target=loop, name="arlarena-parent-watch", daemon=True).start()
+
+
 def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, n_tasks, key, keep_prompts, ep_dir) -> list[int]:
     """Worker process: play `indices` with a fresh env and policy; write their files."""
     spec = get_spec(env_id)
@@ -116,32 +156,43 @@ def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, spl
 
 
 def summarize(results: list[EpisodeResult], provenance: Provenance, policy_spec: str, policy_kind: str) -> LeaderboardRow:
-    """The row figures from the episode records (formulas in the module docstring)."""
-    results = sorted(results, key=lambda e: e.index)
-    turns = sum(e.steps for e in results)
-    counts: dict[str, int] = {s.value: 0 for s in ParseStatus}
-    for e in results:
-        for k, v in e.parse_counts.items():
-            counts[k] = counts.get(k, 0) + v
-    by_type: dict[str, list[EpisodeResult]] = {}
-    for e in results:
-        if e.task_type is not None:
-            by_type.setdefault(e.task_type, []).append(e)
+    """The row figures from the episode records (formulas in the module docstring); the row
+    carries the per-episode records and their digest so that `render` can recompute both."""
+    records = [EpisodeSummary.of(e) for e in sorted(results, key=lambda e: e.index)]
     return LeaderboardRow(
         env_id=provenance.env_id,
         policy=policy_spec,
         policy_kind=policy_kind,
-        episodes=len(results),
-        success=Stat.of([float(e.won) for e in results]),
-        score=Stat.of([e.score for e in results]),
-        reward=Stat.of([e.total_reward for e in results]),
-        steps=Stat.of([float(e.steps) for e in results]),
+        provenance=provenance,
+        records=records,
+        records_digest=digest_records(records),
+        **row_figures(records),
+    )
+
+
+def row_figures(records: list[EpisodeSummary]) -> dict[str, Any]:
+    """episodes, success, score, reward, steps, parse_rates, per_task_type of a row."""
+    records = sorted(records, key=lambda e: e.index)
+    turns = sum(e.steps for e in records)
+    counts: dict[str, int] = {s.value: 0 for s in ParseStatus}
+    for e in records:
+        for k, v in e.parse_counts.items():
+            counts[k] = counts.get(k, 0) + v
+    by_type: dict[str, list[EpisodeSummary]] = {}
+    for e in records:
+        if e.task_type is not None:
+            by_type.setdefault(e.task_type, []).append(e)
+    return dict(
+        episodes=len(records),
+        success=Stat.of([float(e.won) for e in records]),
+        score=Stat.of([e.score for e in records]),
+        reward=Stat.of([e.total_reward for e in records]),
+        steps=Stat.of([float(e.steps) for e in records]),
         parse_rates={k: (v / turns if turns else 0.0) for k, v in counts.items()},
         per_task_type={
             t: TaskTypeStats(episodes=len(es), success=Stat.of([float(e.won) for e in es]), score=Stat.of([e.score for e in es]))
             for t, es in sorted(by_type.items())
         },
-        provenance=provenance,
     )
 
 
@@ -221,7 +272,7 @@ def evaluate(
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         chunks = [todo[k::workers] for k in range(workers) if todo[k::workers]]
-        with ProcessPoolExecutor(max_workers=len(chunks)) as ex:
+        with ProcessPoolExecutor(max_workers=len(chunks), initializer=watch_parent, initargs=(os.getpid(),)) as ex:
             futs = [
                 ex.submit(_play_chunk, spec.id, pol.spec, samp, backend, env_kwargs, c, lb.split, n_tasks, key, keep_prompts, str(ep_dir))
                 for c in chunks

@@ -76,14 +76,17 @@ def expected_provenance_fields(spec: EnvSpec) -> dict[str, Any]:
 
 
 def check_provenance(p: Provenance, spec: EnvSpec, what: str = "row") -> None:
-    """Raise ProvenanceMismatchError naming every field that differs from the current spec."""
+    """Raise ProvenanceMismatchError naming every field that differs from the current spec; the
+    message names each differing leaf in full (`protocol.max_steps: row 10 != spec 50`)."""
     bad = []
+    diffs: list[str] = []
     for k, want in expected_provenance_fields(spec).items():
         have = getattr(p, k)
         if have != want:
             bad.append(k)
+            diffs += _leaf_diffs(k, _plain(have), _plain(want))
     if bad:
-        detail = "; ".join(f"{k}: row {_short(getattr(p, k))} != spec {_short(expected_provenance_fields(spec)[k])}" for k in bad)
+        detail = "; ".join(diffs)
         raise ProvenanceMismatchError(
             f"{what} for {p.env_id} does not match the current spec ({detail}); re-run "
             f"`arlarena leaderboard evaluate --env {spec.id} --policy {p.policy.get('spec', '...')}` to refresh it",
@@ -91,11 +94,31 @@ def check_provenance(p: Provenance, spec: EnvSpec, what: str = "row") -> None:
         )
 
 
-def _short(v: Any) -> str:
-    if isinstance(v, BaseModel):
-        v = v.model_dump(mode="json")
-    s = json.dumps(v, sort_keys=True, default=str)
-    return s if len(s) <= 80 else s[:77] + "..."
+def _plain(v: Any) -> Any:
+    return v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+
+
+def _leaf_diffs(path: str, have: Any, want: Any, limit: int = 500) -> list[str]:
+    """`path: row X != spec Y` for every differing leaf (dicts are walked key by key), values
+    shown in full up to `limit` characters each (long values only: the field path is never cut)."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        out: list[str] = []
+        for k in sorted(set(have) | set(want), key=str):
+            a, b = have.get(k, _ABSENT), want.get(k, _ABSENT)
+            if a != b:
+                out += _leaf_diffs(f"{path}.{k}", a, b, limit)
+        return out
+
+    def show(v: Any) -> str:
+        if v is _ABSENT:
+            return "(absent)"
+        s = json.dumps(v, sort_keys=True, default=str)
+        return s if len(s) <= limit else s[: limit - 3] + "..."
+
+    return [f"{path}: row {show(have)} != spec {show(want)}"]
+
+
+_ABSENT = object()
 
 
 class Stat(_Model):
@@ -163,6 +186,37 @@ class EpisodeResult(_Model):
         )
 
 
+class EpisodeSummary(_Model):
+    """What a row's figures are computed from, per episode (the episode file minus its turns)."""
+
+    index: int
+    won: bool
+    score: float
+    total_reward: float
+    steps: int
+    task_type: str | None = None
+    parse_counts: dict[str, int] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, e: "EpisodeResult") -> "EpisodeSummary":
+        return cls(index=e.index, won=e.won, score=e.score, total_reward=e.total_reward, steps=e.steps,
+                   task_type=e.task_type, parse_counts=dict(e.parse_counts))
+
+
+def digest_records(records: Sequence[EpisodeSummary]) -> str:
+    """sha256 (hex) of the canonical JSON of the records, one per line, in index order."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r.index):
+        h.update(json.dumps(r.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+class RowInconsistentError(ArlArenaError, ValueError):
+    """A result row contradicts itself or its folder (edited figures, wrong episode count,
+    duplicate policy, another env's row): re-run `arlarena leaderboard evaluate` for it."""
+
+
 class LeaderboardRow(_Model):
     """One (env, policy) result: mean ± standard error over the protocol's episodes."""
 
@@ -179,3 +233,5 @@ class LeaderboardRow(_Model):
     stability_score: float | None = Field(None, description="from `arlarena stability` for trained agents")
     stability_run: str | None = None
     provenance: Provenance
+    records: list[EpisodeSummary] = Field(default_factory=list, description="per-episode figures the row is computed from")
+    records_digest: str = Field("", description="digest_records(records): render recomputes it and the figures")

@@ -17,8 +17,10 @@ from pydantic import ValidationError
 
 from arlarena_envs.contract import ParseStatus
 from arlarena_envs.errors import ArlArenaError, DataError
-from arlarena_envs.leaderboard.models import LeaderboardRow, check_provenance
+from arlarena_envs.leaderboard.evaluate import row_figures
+from arlarena_envs.leaderboard.models import LeaderboardRow, RowInconsistentError, check_provenance, digest_records
 from arlarena_envs.registry import get_spec
+from arlarena_envs.unicode import clean_json
 
 # (key, header, numeric) of the main table, in order
 COLUMNS: list[tuple[str, str, bool]] = [
@@ -36,23 +38,65 @@ COLUMNS: list[tuple[str, str, bool]] = [
 ]
 
 
-def load_rows(results_dir: str | Path) -> list[LeaderboardRow]:
-    """Every row file under results_dir (`*/*.json`), sorted by env then policy."""
+def load_row_files(results_dir: str | Path) -> list[tuple[Path, LeaderboardRow]]:
+    """(file, row) for every row file under results_dir (`*/*.json`), sorted by env then policy."""
     root = Path(results_dir)
     if not root.is_dir():
         raise DataError(f"{root}: no results folder; run `arlarena leaderboard evaluate` first")
     rows = []
     for p in sorted(root.glob("*/*.json")):
         try:
-            rows.append(LeaderboardRow.model_validate_json(p.read_text(encoding="utf-8")))
-        except ValidationError as e:
-            raise DataError(f"{p}: not a leaderboard row: {e}") from e
-    return sorted(rows, key=lambda r: (r.env_id, r.policy))
+            data = clean_json(json.loads(p.read_text(encoding="utf-8")))  # the text rule (unicode.py)
+            rows.append((p, LeaderboardRow.model_validate(data)))
+        except (ValidationError, ValueError, RecursionError, DataError) as e:  # ValueError: JSON, UTF-8
+            raise DataError(f"{p}: not a leaderboard row: {str(e)[:2000]}") from None
+        except OSError as e:
+            raise DataError(f"{p}: cannot read it: {e}") from None
+    return sorted(rows, key=lambda pr: (pr[1].env_id, pr[1].policy))
+
+
+def load_rows(results_dir: str | Path) -> list[LeaderboardRow]:
+    """Every row file under results_dir (`*/*.json`), sorted by env then policy."""
+    return [r for _, r in load_row_files(results_dir)]
+
+
+def check_row(row: LeaderboardRow, where: str = "row") -> None:
+    """Raise RowInconsistentError if the row contradicts itself: its records must hash to its
+    `records_digest`, its figures must be those recomputed from its records, and the episode
+    count must agree between figures, records (indices 0..n-1) and provenance."""
+    fix = f"re-run `arlarena leaderboard evaluate --env {row.env_id} --policy {row.policy}`"
+    if not row.records or not row.records_digest:
+        raise RowInconsistentError(f"{where} ({row.env_id} / {row.policy}) carries no episode records, so its figures cannot be checked; {fix}")
+    if digest_records(row.records) != row.records_digest:
+        raise RowInconsistentError(f"{where} ({row.env_id} / {row.policy}): its episode records do not match their digest (edited?); {fix}")
+    indices = sorted(r.index for r in row.records)
+    if indices != list(range(len(indices))):
+        raise RowInconsistentError(f"{where} ({row.env_id} / {row.policy}): episode records are not episodes 0..{len(indices) - 1}; {fix}")
+    if not row.episodes == len(row.records) == row.provenance.episodes:
+        raise RowInconsistentError(
+            f"{where} ({row.env_id} / {row.policy}): episodes {row.episodes}, records {len(row.records)} and "
+            f"provenance.episodes {row.provenance.episodes} disagree; {fix}"
+        )
+    want = row_figures(row.records)
+    bad = [k for k, v in want.items() if _dump(getattr(row, k)) != _dump(v)]
+    if bad:
+        raise RowInconsistentError(
+            f"{where} ({row.env_id} / {row.policy}): {', '.join(bad)} differ from the figures recomputed from its "
+            f"episode records (edited?); {fix}"
+        )
+
+
+def _dump(v: object) -> object:
+    if isinstance(v, dict):
+        return {k: _dump(x) for k, x in v.items()}
+    return v.model_dump(mode="json") if hasattr(v, "model_dump") else v
 
 
 def validate_rows(rows: list[LeaderboardRow], skip_stale: bool = False) -> tuple[list[LeaderboardRow], list[str]]:
-    """Keep the rows that match the current specs; raise on the first stale one unless skip_stale."""
+    """Keep the rows that match the current specs; raise on the first stale one unless skip_stale.
+    Rows that contradict themselves (check_row) or repeat an (env, policy) pair are always refused."""
     ok, notes = [], []
+    seen: set[tuple[str, str]] = set()
     for r in rows:
         try:
             check_provenance(r.provenance, get_spec(r.env_id), what=f"row {r.policy}")
@@ -61,6 +105,10 @@ def validate_rows(rows: list[LeaderboardRow], skip_stale: bool = False) -> tuple
                 raise
             notes.append(f"skipped {r.env_id} / {r.policy}: {e}")
             continue
+        check_row(r)
+        if (r.env_id, r.policy) in seen:
+            raise RowInconsistentError(f"two rows for {r.env_id} / {r.policy}: keep one (a policy has one row per env)")
+        seen.add((r.env_id, r.policy))
         ok.append(r)
     return ok, notes
 
@@ -224,7 +272,17 @@ def render_html(rows: list[LeaderboardRow], notes: list[str] | None = None) -> s
 
 def render(results_dir: str | Path, out_md: str | Path | None, out_html: str | Path | None, skip_stale: bool = False) -> tuple[list[LeaderboardRow], list[str]]:
     """Load, validate and write the Markdown / HTML leaderboard; returns the rows shown and the notes."""
-    rows, notes = validate_rows(load_rows(results_dir), skip_stale=skip_stale)
+    rows, notes = [], []
+    for path, r in load_row_files(results_dir):
+        if r.provenance.overrides:  # a smoke test (fewer episodes, other max steps...): never comparable
+            notes.append(f"skipped {path}: evaluated with protocol overrides {r.provenance.overrides}, not a comparable row")
+            continue
+        folder_env = path.parent.name
+        if get_spec(r.env_id).name != folder_env:
+            raise RowInconsistentError(f"{path} is a row of {r.env_id}, in the folder of {folder_env}: move it to {get_spec(r.env_id).name}/")
+        rows.append(r)
+    rows, more = validate_rows(rows, skip_stale=skip_stale)
+    notes += more
     if out_md:
         Path(out_md).parent.mkdir(parents=True, exist_ok=True)
         Path(out_md).write_text(render_markdown(rows) + "".join(f"\n> {n}\n" for n in notes), encoding="utf-8")

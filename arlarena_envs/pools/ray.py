@@ -15,6 +15,7 @@ joins a cluster. Ray is optional: pip install 'arlarena-envs[ray]'.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any, Sequence
 
 from arlarena_envs.contract import Observation, StepInfo, StepResult
@@ -104,6 +105,9 @@ class RayPool(EnvPool):
         self.env_kwargs = dict(env_kwargs or {})
         self.protocol = get_spec(env_id).protocol.with_overrides(self.env_kwargs)
         if not ray.is_initialized():
+            # address None: $RAY_ADDRESS when set, else a private local instance ("local"); Ray's
+            # own default would join whatever cluster happens to run on this machine
+            address = address or os.environ.get("RAY_ADDRESS") or "local"
             ray.init(address=address, include_dashboard=False, log_to_driver=False, **(ray_init_kwargs or {}))
         self._ray = ray
         n = num_workers or min(num_envs, int(ray.available_resources().get("CPU", 1)) or 1)

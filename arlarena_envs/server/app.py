@@ -14,6 +14,7 @@ Routes (JSON only; bodies and replies are the models of `server.messages`):
     GET  /health                      liveness (no token needed: container health checks)
     GET  /schema                      served specs, wire-message JSON schemas, error codes
     GET  /metrics                     counters and step latency percentiles
+    *    /openenv/<Name-vN>/...       OpenEnv's protocol (ws, schema, reset, ...): server/openenv.py
 
 Sessions are leases: a session with no request for `idle_timeout_s` is freed by the reaper
 (on by default). Mutating requests with a `request_id` are idempotent: a retried id gets the
@@ -832,4 +833,8 @@ def create_app(config: ServerConfig, router: Any = None):  # -> fastapi.FastAPI 
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return  # the client went away; its session stays (it may reconnect and replay)
 
+    from arlarena_envs.server.openenv import mount_openenv
+
+    # OpenEnv's protocol under /openenv/<Name-vN> (server/openenv.py)
+    mount_openenv(app, manager, lambda header: check_token(config, header))
     return app

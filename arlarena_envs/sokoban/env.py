@@ -75,6 +75,12 @@ class SokobanEnv(TextEnv):
     def _admissible_actions(self) -> list[str]:
         return list(ACTIONS)
 
+    def _snapshot_state(self) -> Any:
+        return self._state  # State is immutable; _apply only rebinds it
+
+    def _restore_state(self, snapshot: Any) -> None:
+        self._state = snapshot
+
     def _state_key(self) -> Any:
         assert self._level is not None and self._state is not None
         return {

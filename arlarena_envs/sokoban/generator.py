@@ -15,7 +15,7 @@ from collections import deque
 
 import numpy as np
 
-from arlarena_envs.errors import ArlArenaError
+from arlarena_envs.errors import ArlArenaError, InvalidArgumentError
 from arlarena_envs.sokoban.rules import DIRECTIONS, Level, Pos, State, add
 
 _CARVE_MASKS = (
@@ -98,7 +98,7 @@ def generate_level(
     """A solvable level for `seed`: (level, start state, optimal solution length)."""
     h, w = dim_room
     if h < 3 or w < 3 or num_boxes < 1:
-        raise ValueError(f"dim_room must be at least 3x3 and num_boxes >= 1, got {dim_room}, {num_boxes}")
+        raise InvalidArgumentError(f"dim_room must be at least 3x3 and num_boxes >= 1, got {dim_room}, {num_boxes}")
     rng = np.random.default_rng([int(seed), h, w, num_boxes, search_depth])
     steps = int(1.5 * (h + w))
     for _ in range(max_tries):

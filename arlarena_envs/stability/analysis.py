@@ -19,9 +19,17 @@ its trailing mean over `window` values):
 * clip-fraction tails: p50 / p95 / p99 / max of clipfrac_high, clipfrac_low and their sum.
 * neg_adv_low_is_frac (finding 2): mean, p95, max, and the means before and after the onset.
 * critical_step_frac = fraction of RL steps with a critical alarm.
-* stability_score = 100 * retention * calm, with retention = clamp(final / peak, 0, 1) (1 when
-  peak = 0) and calm = 1 - critical_step_frac. 100 = kept its best success and never raised a
-  critical alarm; a run that collapses to zero scores ~0. It measures stability, not skill.
+* learning: start = S at the first full window; gain = peak - start; noise = the standard
+  error of a window mean, sigma / sqrt(window), with sigma = std(s_{t+1} - s_t) / sqrt(2) (the
+  step-to-step noise, insensitive to trends). The run *learned* when
+  gain >= max(min_peak_success [0.1], (2 + sqrt(2 ln n)) * noise), n = the number of full
+  windows: the largest of n window means of pure noise lies ~sqrt(2 ln n) standard errors above
+  their mean, and the start window up to ~2 below it, so a noise run does not pass.
+* stability_score = 100 * retention * calm when the run learned, with retention =
+  clamp(final / peak, 0, 1) and calm = 1 - critical_step_frac; 0 when it never learned (there
+  was nothing to keep: a flat or pure-noise run would otherwise score final/peak of two noise
+  values, a mid-range number). 100 = kept its best success and never raised a critical alarm; a run that
+  collapses to zero scores ~0. It measures stability of what was learned, not skill.
 
 Across runs, runs are grouped by name with a trailing seed suffix removed (`cispo_seed1`,
 `cispo-s2`, `cispo.seed3` -> `cispo`); per group: mean, std (ddof=1) and standard error of
@@ -44,6 +52,14 @@ from arlarena_envs.stability.monitor import CRITICAL, MonitorConfig, MonitorDeci
 
 _SEED_SUFFIX = re.compile(r"([-_.](seed|s)[-_]?\d+)$", re.IGNORECASE)
 CORROBORATING_FIELDS = ("grad_norm", "valid_format_ratio", "entropy", "kl_ref")
+# the panels of a run's figure (report.plot_run): (row, column), [(MetricRecord field, label)], log y
+PANELS: list[tuple[tuple[int, int], list[tuple[str, str]], bool]] = [
+    ((0, 1), [("grad_norm", "grad norm")], True),
+    ((0, 2), [("valid_format_ratio", "valid format"), ("valid_action_ratio", "valid action")], False),
+    ((1, 0), [("entropy", "entropy")], False),
+    ((1, 1), [("kl_ref", "KL to ref"), ("ppo_kl", "ppo KL (k1)")], False),
+    ((1, 2), [("clipfrac_high", "clipfrac high"), ("clipfrac_low", "clipfrac low"), ("neg_adv_low_is_frac", "adv<0 & IS<1")], False),
+]
 
 
 class _Model(BaseModel):
@@ -82,6 +98,10 @@ class RunStability(_Model):
     peak_step: int | None = None
     final_success: float | None = None
     best_minus_last: float | None = None
+    start_success: float | None = Field(None, description="S at the first full window")
+    learning_gain: float | None = Field(None, description="peak - start")
+    learned: bool = Field(False, description="gain beyond noise and min_peak_success; else the score is 0")
+    metrics_not_logged: list[str] = Field(default_factory=list, description="plotted metrics no RL row carries")
     auc_success: float | None = None
     collapsed: bool = False
     collapse_rule: str | None = Field(None, description="'corroborated' or 'success_only'")
@@ -167,10 +187,24 @@ def area_under_curve(steps: Sequence[int], values: Sequence[float]) -> float | N
     return float(np.sum((v[1:] + v[:-1]) / 2 * np.diff(t)) / (t[-1] - t[0]))
 
 
-def stability_score(peak: float | None, final: float | None, critical_step_frac: float) -> float:
-    """100 * clamp(final / peak, 0, 1) * (1 - critical_step_frac); retention is 1 when peak is 0/None."""
-    retention = 1.0 if not peak or final is None else min(1.0, max(0.0, final / peak))
+def stability_score(peak: float | None, final: float | None, critical_step_frac: float, learned: bool = True) -> float:
+    """100 * clamp(final / peak, 0, 1) * (1 - critical_step_frac) for a run that learned, else 0."""
+    if not learned or not peak or final is None:
+        return 0.0
+    retention = min(1.0, max(0.0, final / peak))
     return 100.0 * retention * (1.0 - critical_step_frac)
+
+
+def learning_gain(smoothed: Sequence[float], raw: Sequence[float], window: int, min_gain: float) -> tuple[float | None, float | None, bool]:
+    """(start, gain, learned): start = the first full-window mean, gain = peak - start, learned =
+    gain >= max(min_gain, (2 + sqrt(2 ln n)) * noise) over n full windows (module docstring)."""
+    if not smoothed:
+        return None, None, False
+    full = smoothed[window - 1 :] if len(smoothed) >= window else smoothed
+    start, gain = full[0], max(full) - full[0]
+    noise = float(np.std(np.diff(np.asarray(raw, dtype=float)))) / math.sqrt(2) / math.sqrt(window) if len(raw) > 2 else 0.0
+    chance = (2.0 + math.sqrt(2.0 * math.log(max(len(full), 2)))) * noise
+    return start, gain, gain >= max(min_gain, chance)
 
 
 def last_lineage(records: list[MetricRecord]) -> list[MetricRecord]:
@@ -225,6 +259,7 @@ def analyze_log(log: RunLog, config: MonitorConfig | None = None) -> RunStabilit
     peak = max(full) if full else None
     peak_step = steps[(w - 1 if len(smoothed) >= w else 0) + int(np.argmax(full))] if full else None
     final = smoothed[-1] if smoothed else None
+    start, gain, learned = learning_gain(smoothed, succ, w, config.min_peak_success)
 
     first_alarm: dict[str, int] = {}
     counts: dict[str, int] = {}
@@ -247,6 +282,11 @@ def analyze_log(log: RunLog, config: MonitorConfig | None = None) -> RunStabilit
     elif drop_d is not None and not any(getattr(r, f) is not None for r in rl for f in CORROBORATING_FIELDS):
         collapse_d, rule = drop_d, "success_only"
         warnings.append("no grad-norm / format / entropy / KL metrics logged: a sustained success drop alone counts as collapse")
+    if smoothed and not learned:
+        warnings.append(
+            f"never learned: success rose {gain:.3f} above its start ({start:.3f}), within noise or below "
+            f"min_peak_success {config.min_peak_success}; stability score 0 (nothing to keep)"
+        )
     if field is None:
         warnings.append("no success metric (success or eval_success / episode/success_rate / val/success_rate) in the log")
     first_step = rl[0].step if rl else (records[0].step if records else None)
@@ -298,9 +338,20 @@ def analyze_log(log: RunLog, config: MonitorConfig | None = None) -> RunStabilit
         neg_adv_low_is=quantiles([v for _, v in neg]),
         neg_adv_low_is_before=float(np.mean(before)) if before else None,
         neg_adv_low_is_after=float(np.mean(after)) if after else None,
-        stability_score=stability_score(peak, final, crit_frac),
+        start_success=start,
+        learning_gain=gain,
+        learned=learned,
+        stability_score=stability_score(peak, final, crit_frac, learned),
+        metrics_not_logged=_not_logged(rl, field),
         warnings=warnings,
     )
+
+
+def _not_logged(rl: list[MetricRecord], success_field: str | None) -> list[str]:
+    missing = [] if success_field else ["success"]
+    for _, fields, _ in PANELS:
+        missing += [f for f, _ in fields if not any(getattr(r, f) is not None for r in rl)]
+    return missing
 
 
 def group_runs(runs: list[RunStability]) -> list[GroupStability]:

@@ -37,13 +37,14 @@ def load_config(path: str | None, overrides: list[str]) -> MonitorConfig:
 
     data: dict = {}
     if path:
-        text = Path(path).read_text(encoding="utf-8")
-        if path.endswith((".yaml", ".yml")):
-            import yaml
+        import yaml
 
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read the monitor config {path}: {e}") from None
+        data = {} if data is None else data
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a monitor config must be a mapping of MonitorConfig fields")
     for item in overrides:

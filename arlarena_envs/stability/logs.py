@@ -14,11 +14,25 @@ Formats (a RUN_DIR may also be the file itself):
 
 The step column is the first present of `STEP_KEYS`. Columns that map to nothing are kept as
 extra keys of the record (MetricRecord allows extras).
+
+Rows are classified and merged (`classify_phase`, `merge_split_rows`):
+
+* a row without a `phase` that carries only validation metrics (`eval_success`, `eval_score`,
+  `val/...`, `eval/...` keys, besides step / time / `_`-prefixed bookkeeping) is an `eval` row:
+  verl logs a step-0 validation before training and W&B exports keep it on its own line; read as
+  an RL row it would make the monitor's automatic success signal pick the sparse validation curve;
+* consecutive RL rows of the same step whose metrics do not overlap are one row split over
+  several lines (a validation line after the training line, W&B's per-call lines), not a
+  rollback; a repeated step that logs the same metric again is a rollback (read as a rewind).
+
+Every string read is put under the text rule (arlarena_envs/unicode.py); unreadable input
+(not UTF-8, not JSON, nested too deep, a malformed CSV) is a `DataError` naming the file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -28,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from arlarena_envs.contract import MetricRecord
 from arlarena_envs.errors import DataError
+from arlarena_envs.unicode import clean_json
 
 # verl / ARL-Arena metric name -> MetricRecord field. When several names map to one field, the
 # first one present in a row wins (so the main entropy curve beats the padded one).
@@ -89,15 +104,72 @@ def map_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_EVAL_FIELDS = {"eval_success", "eval_score"}
+_NEUTRAL_FIELDS = {"step", "phase", "time_s"}
+_EVAL_PREFIXES = ("val/", "val-", "val_", "eval/", "eval-", "eval_", "validation/", "test/")
+
+
+def classify_phase(mapped: dict[str, Any]) -> dict[str, Any]:
+    """`mapped` with phase "eval" when it has no phase and carries validation metrics only."""
+    if "phase" in mapped:
+        return mapped
+    has_eval = False
+    for k, v in mapped.items():
+        if v is None or k in _NEUTRAL_FIELDS or k.startswith("_") or k.startswith("timing"):
+            continue
+        if k in _EVAL_FIELDS or k.startswith(_EVAL_PREFIXES):
+            has_eval = True
+        else:
+            return mapped  # a training metric: an RL row
+    return {**mapped, "phase": "eval"} if has_eval else mapped
+
+
+def merge_split_rows(records: list[MetricRecord]) -> list[MetricRecord]:
+    """Merge consecutive RL rows of one step whose set metrics are disjoint (one row written over
+    several lines); rows that repeat a metric stay apart (a rollback re-logs the step)."""
+    out: list[MetricRecord] = []
+    for r in records:
+        prev = out[-1] if out else None
+        if prev is not None and r.phase == "rl" and prev.phase == "rl" and r.step == prev.step:
+            a = {k: v for k, v in prev.model_dump().items() if v is not None and k not in ("step", "phase")}
+            b = {k: v for k, v in r.model_dump().items() if v is not None and k not in ("step", "phase")}
+            if not set(a) & set(b):
+                out[-1] = MetricRecord.model_validate({**a, **b, "step": r.step, "phase": "rl"})
+                continue
+        out.append(r)
+    return out
+
+
+MAX_NESTING = 32  # a metrics row is flat; extras may hold small structures, nothing deeper
+
+
 def _record(row: dict[str, Any], where: str) -> MetricRecord:
-    mapped = map_row(row)
+    try:
+        row = clean_json(row, max_depth=MAX_NESTING)
+    except DataError as e:
+        raise DataError(f"{where}: {e}; not a metrics row") from None
+    mapped = classify_phase(map_row(row))
     if "step" not in mapped:
         raise DataError(f"{where}: no step column (one of {list(STEP_KEYS)}); add one to the log")
     try:
         mapped["step"] = int(float(mapped["step"]))
         return MetricRecord.model_validate(mapped)
-    except (TypeError, ValueError, ValidationError) as e:
-        raise DataError(f"{where}: not a valid metrics row: {e}") from e
+    except (TypeError, ValueError, OverflowError, ValidationError) as e:
+        raise DataError(f"{where}: not a valid metrics row: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return " | ".join(t.strip() for t in text[:4])[:500] if text else type(e).__name__
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); export the log as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it: {e.strerror or e}") from None
 
 
 def _cell(v: str) -> Any:
@@ -114,7 +186,7 @@ def _cell(v: str) -> Any:
 
 
 def read_jsonl(path: Path) -> tuple[list[MetricRecord], list[str]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = _read_text(path).splitlines()
     out, warnings = [], []
     for i, line in enumerate(lines, start=1):
         if not line.strip():
@@ -125,7 +197,9 @@ def read_jsonl(path: Path) -> tuple[list[MetricRecord], list[str]]:
             if i == len(lines):
                 warnings.append(f"{path}:{i}: truncated last line skipped")
                 continue
-            raise DataError(f"{path}:{i}: not JSON ({e}); fix or delete the line") from e
+            raise DataError(f"{path}:{i}: not JSON ({e}); fix or delete the line") from None
+        except RecursionError:
+            raise DataError(f"{path}:{i}: JSON nested too deeply to be a metrics row; fix or delete the line") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{i}: a metrics line must be a JSON object")
         out.append(_record(row, f"{path}:{i}"))
@@ -133,16 +207,26 @@ def read_jsonl(path: Path) -> tuple[list[MetricRecord], list[str]]:
 
 
 def read_csv(path: Path) -> list[MetricRecord]:
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    text = _read_text(path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
         if not reader.fieldnames:
             raise DataError(f"{path}: empty CSV (a header row with the metric names is needed)")
-        return [_record({k: _cell(v or "") for k, v in row.items() if k}, f"{path}:{n + 2}") for n, row in enumerate(reader)]
+        return [
+            _record({k: _cell(v if isinstance(v, str) else "") for k, v in row.items() if isinstance(k, str) and k}, f"{path}:{n + 2}")
+            for n, row in enumerate(reader)
+        ]
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
 
 
 def read_console(path: Path) -> list[MetricRecord]:
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it: {e.strerror or e}") from None
+    for i, line in enumerate(text.splitlines(), start=1):
         m = _CONSOLE.search(line)
         if not m:
             continue
@@ -194,6 +278,7 @@ def load_run(run: str | Path, name: str | None = None) -> RunLog:
         records, fmt = read_console(path), "console"
     if not records:
         raise DataError(f"{path}: the log has no rows")
+    records = merge_split_rows(records)
     rl = [r.step for r in records if r.phase == "rl"]
     if len(rl) != len(set(rl)):
         # a rolled-back / resumed run: file order is the history (the monitor rewinds on it)

@@ -14,8 +14,9 @@ step": its checks are skipped, it is never read as zero.
 Signals and alarms (thresholds are `MonitorConfig` fields; defaults in brackets):
 
 * success: `s_t` = the row's `success`, or `eval_success` (`success_field`; "auto", the
-  default, picks `success` when the first RL row carries it, else `eval_success`, counting the
-  eval rows seen before that RL row). `S_t` = trailing mean of the last `window` [5] values;
+  default, is decided by the first RL row that carries a success metric or follows an eval row:
+  `success` when that row has it, else `eval_success`, counting the eval rows seen before that
+  RL row; eval rows never decide it). `S_t` = trailing mean of the last `window` [5] values;
   peak `P_t` = max of `S_u` over the steps u <= t with a full window. A step is *in drop* when
   `P_t >= min_peak_success` [0.1] and `P_t - S_t >= max(success_drop_abs [0.15],
   success_drop_rel [0.3] * P_t)`. `success_drop` (critical) fires when `sustain` [3]
@@ -115,7 +116,7 @@ class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     success_field: Literal["auto", "success", "eval_success"] = Field(
-        "auto", description="auto: success if the first RL row has it, else eval_success"
+        "auto", description="auto: success if the first RL row with a success metric (or after an eval row) has it, else eval_success"
     )
     window: int = Field(5, ge=1, description="trailing-mean window for success, format and entropy")
     sustain: int = Field(3, ge=1, description="consecutive observations a drop must hold")
@@ -295,6 +296,8 @@ class StabilityMonitor:
                 return None
             if r.phase != "rl":
                 return None
+            if r.success is None and r.eval_success is None and not self._pending_eval:
+                return None  # no success metric of any kind seen yet: undecided
             if r.success is not None:
                 self._success_key = "success"
             else:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from arlarena_envs.stability.analysis import (
+    PANELS,
     RunStability,
     StabilityReport,
     last_lineage,
@@ -124,6 +125,9 @@ def _run_section(r: RunStability, plot: str | None) -> list[str]:
             f"{_fmt(r.neg_adv_low_is_after)} after (finding 2).",
             "",
         ]
+    missing = [f for f in r.metrics_not_logged]
+    if missing:
+        out += [f"Not logged in this run (their plots say so): {', '.join(f'`{m}`' for m in missing)}.", ""]
     for w in r.warnings:
         out.append(f"> note: {w}")
     if r.warnings:
@@ -142,7 +146,9 @@ def _series(records, field: str) -> tuple[list[int], list[float]]:
     return [s for s, _ in pts], [float(v) if math.isfinite(v) else float("nan") for _, v in pts]
 
 
-def plot_run(r: RunStability, records, window: int, path: Path) -> None:
+def plot_run(r: RunStability, records, window: int, path: Path) -> list[str]:
+    """Write the run's figure; returns the metrics that were not logged (each panel that has no
+    data says "not logged" instead of staying empty)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,21 +166,28 @@ def plot_run(r: RunStability, records, window: int, path: Path) -> None:
         ax.plot([r.peak_step], [r.peak_success], "k^", label="peak")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("success")
-    panels = [
-        (axes[0, 1], [("grad_norm", "grad norm")], True),
-        (axes[0, 2], [("valid_format_ratio", "valid format"), ("valid_action_ratio", "valid action")], False),
-        (axes[1, 0], [("entropy", "entropy")], False),
-        (axes[1, 1], [("kl_ref", "KL to ref"), ("ppo_kl", "ppo KL (k1)")], False),
-        (axes[1, 2], [("clipfrac_high", "clipfrac high"), ("clipfrac_low", "clipfrac low"), ("neg_adv_low_is_frac", "adv<0 & IS<1")], False),
-    ]
-    for a, fields, logy in panels:
+    missing: list[str] = []
+    if not steps:
+        missing.append("success")
+        _say_not_logged(ax, ["success / eval_success"])
+    for (i, j), fields, logy in PANELS:
+        a = axes[i, j]
+        absent = []
         for f, label in fields:
             s, v = _series(records, f)
             if s:
                 a.plot(s, v, lw=1.2, label=label)
+            else:
+                absent.append((f, label))
+        missing += [f for f, _ in absent]
         if logy and a.lines:
             a.set_yscale("log")
-        a.set_title(" / ".join(label for _, label in fields))
+        title = " / ".join(label for _, label in fields if (_, label) not in absent) or " / ".join(label for _, label in fields)
+        if a.lines and absent:
+            title += f"  (not logged: {', '.join(label for _, label in absent)})"
+        a.set_title(title)
+        if not a.lines:
+            _say_not_logged(a, [f for f, _ in absent])
     for a in axes.flat:
         if r.collapse_onset_step is not None:
             a.axvline(r.collapse_onset_step, color="red", ls="--", lw=1.5, label="collapse onset")
@@ -187,6 +200,14 @@ def plot_run(r: RunStability, records, window: int, path: Path) -> None:
     fig.suptitle(title)
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return missing
+
+
+def _say_not_logged(ax, fields: list[str]) -> None:
+    ax.text(0.5, 0.5, "not logged in this run:\n" + "\n".join(fields), transform=ax.transAxes,
+            ha="center", va="center", color="0.35", fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def plot_overview(report: StabilityReport, curves: dict[str, tuple[list[int], list[float]]], window: int, path: Path) -> None:

@@ -11,15 +11,18 @@ textworld is imported inside the functions (the extra `textworld`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+from arlarena_envs.cache_dir import touch
 from arlarena_envs.errors import ConfigError, DataError
 
 # difficulty presets: tw-make custom's --world-size / --nb-objects / --quest-length
@@ -30,10 +33,48 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+MAX_CACHED_GAMES = 5000  # compiled games kept per preset in the cache; older ones are evicted (LRU)
+
+
 def default_cache_dir() -> Path:
-    """$ARLARENA_CACHE/textworld, else ~/.cache/arlarena/textworld."""
-    base = os.environ.get("ARLARENA_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "arlarena") / "textworld"
+    """$ARLARENA_CACHE/textworld, else ~/.cache/arlarena/textworld, else a temp folder (cache_dir.py)."""
+    from arlarena_envs.cache_dir import cache_root
+
+    return cache_root("textworld")
+
+
+_HOME_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writable_home(cache: Path) -> Iterator[None]:
+    """Inform 7's compiler (`ni`) writes under $HOME and fails, with a generic "compilation error",
+    when HOME is read-only or missing (containers). Then compile with HOME set to a folder in the
+    cache; otherwise leave the environment alone."""
+    home = os.environ.get("HOME", "")
+    if home and _can_write(Path(home)):
+        yield
+        return
+    from arlarena_envs.cache_dir import ensure_writable
+
+    with _HOME_LOCK:
+        os.environ["HOME"] = str(ensure_writable(cache / ".inform-home", "HOME for the Inform 7 compiler"))
+        try:
+            yield
+        finally:
+            if home:
+                os.environ["HOME"] = home
+            else:
+                os.environ.pop("HOME", None)
+
+
+def _can_write(folder: Path) -> bool:
+    """A real probe (os.access says yes to root even on /proc)."""
+    try:
+        shutil.rmtree(tempfile.mkdtemp(prefix=".arlarena-probe-", dir=folder))
+        return True
+    except OSError:
+        return False
 
 
 def _options(seed: int, preset: str) -> Any:
@@ -75,18 +116,22 @@ def game_for(seed: int, preset: str, cache_dir: str | os.PathLike | None = None)
     folder = root / preset / f"seed-{int(seed)}"
     z8 = folder / "game.z8"
     if z8.is_file() and (folder / "game.json").is_file():
+        touch(folder)
         return z8
     from textworld.generator import CouldNotCompileGameError, compile_game
 
+    from arlarena_envs.cache_dir import ensure_writable, evict_oldest
+
     opts = _options(seed, preset)
     game = make_game(seed, preset)
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(folder.parent, "TextWorld game cache folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".seed-{seed}-", dir=folder.parent))
     try:
         opts.path = str(tmp / "game.z8")
         opts.force_recompile = True
         try:
-            compile_game(game, opts)
+            with _writable_home(root):
+                compile_game(game, opts)
         except (CouldNotCompileGameError, OSError, subprocess.SubprocessError) as e:
             raise DataError(
                 f"could not compile TextWorld game seed={seed} preset={preset}: {type(e).__name__}: {e}. "
@@ -95,9 +140,10 @@ def game_for(seed: int, preset: str, cache_dir: str | os.PathLike | None = None)
         (tmp / "digest.txt").write_text(game_digest(game) + "\n")
         try:
             os.rename(tmp, folder)
-        except OSError:
+        except OSError as e:
             if not z8.is_file():  # not a lost race with another process: a real error
-                raise
+                raise DataError(f"cannot store the TextWorld game {folder}: {e}; set ARLARENA_CACHE to a writable folder") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    evict_oldest(folder.parent, MAX_CACHED_GAMES, protect=folder)
     return z8

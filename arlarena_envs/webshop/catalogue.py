@@ -112,3 +112,17 @@ def cached(key: tuple, build: Callable[[], Catalogue]) -> Catalogue:
             got = build()
             _CACHE[key] = got
     return got
+
+
+def derived_splits(n_goals: int, test_goals: int = 500) -> dict[str, Any]:
+    """The splits of a catalogue with `n_goals` goals: test = goals [0, min(test_goals, n_goals)),
+    train = goals [test_goals, n_goals) (absent when the catalogue has no more goals)."""
+    from arlarena_envs.contract import SplitSpec
+
+    if n_goals < 1:
+        return {}
+    stop = min(test_goals, n_goals)
+    out = {"test": SplitSpec(kind="tasks", start=0, stop=stop, description=f"goals 0..{stop - 1} of the fixed goal order")}
+    if n_goals > test_goals:
+        out["train"] = SplitSpec(kind="tasks", start=test_goals, stop=n_goals, description=f"goals {test_goals}..{n_goals - 1} of the fixed goal order")
+    return out

@@ -5,6 +5,9 @@ Pages and actions as the original text env (`WebAgentTextEnv`): search page -> r
 `features`, `reviews`, `< prev`, `buy now`) -> sub-pages (`< prev` back to the item page).
 Actions: `search[<query>]` where the page has a search bar (from any page with
 `search_anywhere=True`, as the original allows) and `click[<clickable>]` (lower-cased, as listed).
+A query longer than `MAX_QUERY_CHARS` (after stripping) is not accepted: it parses as
+`inadmissible` and is never executed (the original has no bound; a megabyte-long query would cost
+seconds of search and make every later state hash expensive).
 
 Reward as the paper: 10 when the purchase scores native reward 1.0, else 0
 (`reward_mode="score"` pays the native reward in [0, 1] instead); `info["score"]` is the native
@@ -20,13 +23,17 @@ from typing import Any
 import numpy as np
 
 from arlarena_envs.core import TextEnv
-from arlarena_envs.errors import DataError
+from arlarena_envs.errors import DataError, InvalidArgumentError
 from arlarena_envs.webshop import pages
-from arlarena_envs.webshop.catalogue import Catalogue
+from arlarena_envs.contract import SplitSpec
+from arlarena_envs.webshop.catalogue import Catalogue, derived_splits
 from arlarena_envs.webshop.matching import token_set_ratio
 from arlarena_envs.webshop.reward import get_reward
 
 SUCCESS_REWARD = 10.0
+MAX_QUERY_CHARS = 500  # longest search[...] text accepted (goal instructions are < 300 chars)
+_STATE_FIELDS = ("_page", "_keywords", "_results", "_page_no", "_asin", "_options", "_sub", "_clicked",
+                 "_reward", "_reward_info", "_nodes_cache", "_clickables_cache")
 BASE_URL = "http://127.0.0.1:3000"
 _PRICE_CLAUSE = re.compile(r",? and price lower than [\d.]+ dollars$")
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
@@ -42,6 +49,7 @@ class WebShopEnv(TextEnv):
         catalogue_seed: int = 0,
         products_per_type: int | None = None,
         data_dir: str | None = None,
+        store: str | None = None,
         human_goals: bool = False,
         price_seed: int = 0,
         nouns: str | None = None,
@@ -56,11 +64,11 @@ class WebShopEnv(TextEnv):
     ):
         super().__init__(**kwargs)
         if observation_mode not in ("text", "text_rich"):
-            raise ValueError(f"observation_mode must be 'text' or 'text_rich', got {observation_mode!r}")
+            raise InvalidArgumentError(f"observation_mode must be 'text' or 'text_rich', got {observation_mode!r}")
         if reward_mode not in ("success", "score"):
-            raise ValueError(f"reward_mode must be 'success' or 'score', got {reward_mode!r}")
+            raise InvalidArgumentError(f"reward_mode must be 'success' or 'score', got {reward_mode!r}")
         if score_mode not in ("original", "corrected"):
-            raise ValueError(f"score_mode must be 'original' or 'corrected', got {score_mode!r}")
+            raise InvalidArgumentError(f"score_mode must be 'original' or 'corrected', got {score_mode!r}")
         self.observation_mode = observation_mode
         self.reward_mode = reward_mode
         self.score_mode = score_mode
@@ -71,12 +79,12 @@ class WebShopEnv(TextEnv):
             from arlarena_envs.webshop.generator import PRODUCTS_PER_TYPE, load_embedded_catalogue
 
             if data_dir is not None or human_goals:
-                raise ValueError(
+                raise InvalidArgumentError(
                     "data_dir / human_goals apply to the original data: use "
                     "make('arlarena/WebShop-original-v0', data_dir=...) (or catalogue='original')"
                 )
             if nouns not in (None, "catalogue"):
-                raise ValueError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
+                raise InvalidArgumentError("the embedded catalogue stores its nouns; nouns must be None or 'catalogue'")
             per_type = products_per_type or PRODUCTS_PER_TYPE
             spec_catalogue = catalogue_seed == 0 and per_type == PRODUCTS_PER_TYPE  # the one the spec's checksum is for
             self.catalogue: Catalogue = load_embedded_catalogue(
@@ -91,8 +99,18 @@ class WebShopEnv(TextEnv):
             self.catalogue = load_original_catalogue(
                 data_dir, human_goals=human_goals, price_seed=price_seed, nouns=nouns or "heuristic", spacy_model=spacy_model, expected=exp
             )
+        elif catalogue == "store":
+            from arlarena_envs.webshop.store import open_store
+
+            if data_dir is not None or human_goals or products_per_type is not None:
+                raise InvalidArgumentError("a store holds its products and synthetic goals: build it with `arlarena webshop build-catalogue`, then pass only store=DIR")
+            self.catalogue = open_store(store)  # type: ignore[assignment]  # the same interface, memory-mapped
         else:
-            raise ValueError(f"catalogue must be 'embedded' or 'original', got {catalogue!r}")
+            raise InvalidArgumentError(f"catalogue must be 'embedded', 'original' or 'store', got {catalogue!r}")
+        if store is not None and catalogue != "store":
+            raise InvalidArgumentError("store=DIR needs catalogue='store'")
+        # splits follow the catalogue's goal count (test: the spec's first goals, train: all others)
+        self._splits = derived_splits(len(self.catalogue.goals), self.env_spec.splits["test"].stop if "test" in self.env_spec.splits else 500)
         self._goal: dict[str, Any] = {}
         self._goal_id = 0
         self._reset_state()
@@ -112,6 +130,18 @@ class WebShopEnv(TextEnv):
         self._reward_info: dict[str, Any] = {}
         self._nodes_cache: list[pages.Node] | None = None
         self._clickables_cache: tuple[list[pages.Node], dict[str, tuple[str, str]]] | None = None
+
+    def _check_split(self, split: str) -> SplitSpec:
+        spec_split = super()._check_split(split)
+        splits = getattr(self, "_splits", None)
+        if splits is None:  # still in TextEnv.__init__: the catalogue is not loaded yet
+            return spec_split
+        if split not in splits:
+            raise DataError(
+                f"split {split!r} is empty for this catalogue ({len(self.catalogue.goals)} goals; test takes the first "
+                f"{splits['test'].size if 'test' in splits else 0}): use split='test' or a larger catalogue"
+            )
+        return splits[split]
 
     def _load_task(self, task_id: int, split: str, rng: np.random.Generator) -> None:
         if not 0 <= task_id < len(self.catalogue.goals):
@@ -189,13 +219,21 @@ class WebShopEnv(TextEnv):
             return None
         verb, arg = m.group(1).lower(), m.group(2)
         if verb == "search":
-            if not (self._has_search_bar() or self.search_anywhere) or not arg.strip():
+            if not (self._has_search_bar() or self.search_anywhere) or not arg.strip() or len(arg.strip()) > MAX_QUERY_CHARS:
                 return None
             return f"search[{arg.strip()}]"
         key = arg.strip().lower()
         if key == "search" or key not in self._clickables():
             return None
         return f"click[{key}]"
+
+    def _snapshot_state(self) -> Any:
+        # shallow copies suffice: _apply rebinds or mutates only these dict/set values
+        return {k: (v.copy() if isinstance(v, (dict, set)) else v) for k in _STATE_FIELDS for v in [getattr(self, k)]}
+
+    def _restore_state(self, snapshot: Any) -> None:
+        for k, v in snapshot.items():
+            setattr(self, k, v)
 
     def _state_key(self) -> Any:
         return {

@@ -24,7 +24,7 @@ import functools
 import re
 from typing import Callable, Sequence
 
-from arlarena_envs.errors import MissingDependencyError
+from arlarena_envs.errors import InvalidArgumentError, MissingDependencyError
 
 # closed-class words (and number words) that spaCy never tags NOUN/PROPN in product names
 _NON_NOUNS = frozenset(
@@ -100,4 +100,4 @@ def noun_function(kind: str, spacy_model: str = "en_core_web_sm") -> Callable[[s
         return heuristic_nouns
     if kind == "spacy":
         return spacy_nouns_fn(spacy_model)
-    raise ValueError(f"nouns must be 'catalogue', 'heuristic' or 'spacy', got {kind!r}")
+    raise InvalidArgumentError(f"nouns must be 'catalogue', 'heuristic' or 'spacy', got {kind!r}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
+from arlarena_envs.errors import InvalidArgumentError
 from arlarena_envs.webshop.matching import normalize_color, token_set_ratio
 
 RewardMode = Literal["original", "corrected"]
@@ -94,7 +95,7 @@ def get_reward(
 ) -> tuple[float, dict[str, Any]]:
     """The native reward in [0, 1] and the original's verbose info dict (see module doc)."""
     if mode not in ("original", "corrected"):
-        raise ValueError(f"reward mode must be 'original' or 'corrected', got {mode!r}")
+        raise InvalidArgumentError(f"reward mode must be 'original' or 'corrected', got {mode!r}")
     t = type_reward(product, goal, p_nouns, g_nouns, mode)
     r_price = price <= goal["price_upper"]
     r_att, n_att = attribute_reward(product, goal["attributes"])

@@ -8,20 +8,24 @@ close but not identical. Only documents sharing a term with the query are return
 Lucene), ordered by score, ties by ascending document index: results are deterministic.
 
 The index is built once per catalogue and shared read-only by every env of the process;
-query results are cached (LRU) because training sessions repeat queries.
+query results are cached (LRU, bounded by count and bytes: `RESULT_CACHE_*`) because training
+sessions repeat queries; stems are cached per word (bounded by bytes: `STEM_CACHE_BYTES`).
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from arlarena_envs.lru import ByteLRU, text_bytes
+
 SEARCH_RETURN_N = 50  # the original's top-n
 K1, B = 0.9, 0.4
+RESULT_CACHE_ITEMS, RESULT_CACHE_BYTES = 4096, 16 << 20
+STEM_CACHE_BYTES = 16 << 20
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token_pattern
 
 
@@ -43,10 +47,17 @@ class SearchIndex:
         self._stop = frozenset(STOPWORDS_EN)
         self._stemmer = Stemmer.Stemmer("english")
         self._stems: dict[str, str] = {}
+        self._stem_bytes = 0
         self._lock = threading.Lock()  # guards the stem cache and the (C) stemmer
         self._retriever = bm25s.BM25(method="lucene", k1=K1, b=B)
         self._retriever.index([self._tokens(d) for d in docs], show_progress=False)
-        self.search = functools.lru_cache(maxsize=4096)(self._search)
+        self._results: ByteLRU[tuple[str, int], tuple[int, ...]] = ByteLRU(
+            RESULT_CACHE_ITEMS, RESULT_CACHE_BYTES, lambda key, hits: text_bytes(key[0]) + 64 + 8 * len(hits)
+        )
+
+    def search(self, query: str, k: int = SEARCH_RETURN_N) -> tuple[int, ...]:
+        """`_search`, cached (bounded by count and bytes)."""
+        return self._results.get_or_compute((query, k), lambda: self._search(query, k))
 
     def _tokens(self, text: str) -> list[str]:
         """lower case -> words of 2+ characters -> drop stop words -> stem (cached per word)."""
@@ -54,10 +65,16 @@ class SearchIndex:
         with self._lock:
             missing = [w for w in set(words) if w not in self._stems]
             if missing:
-                if len(self._stems) > 200_000:  # bound the cache against unbounded query vocabularies
+                new = dict(zip(missing, self._stemmer.stemWords(missing)))
+                out = [new[w] if w in new else self._stems[w] for w in words]
+                added = sum(text_bytes(w) + text_bytes(st) + 64 for w, st in new.items())
+                if self._stem_bytes + added > STEM_CACHE_BYTES:  # unbounded query vocabularies
                     self._stems.clear()
-                    missing = list(set(words))
-                self._stems.update(zip(missing, self._stemmer.stemWords(missing)))
+                    self._stem_bytes = 0
+                if added <= STEM_CACHE_BYTES:  # one text larger than the whole budget is not cached
+                    self._stems.update(new)
+                    self._stem_bytes += added
+                return out
             return [self._stems[w] for w in words]
 
     def _search(self, query: str, k: int = SEARCH_RETURN_N) -> tuple[int, ...]:

@@ -88,6 +88,9 @@ class FilterConfig(_Section):
     enable: bool = Field(False, description="drop groups whose episode rewards are all identical")
     max_num_gen_batches: int = Field(3, ge=1, description="generation tries per step; the last try fills with uniform groups")
     cold_start_steps: int = Field(0, ge=0, description="filter only once step > cold_start_steps")
+    fill_uniform: bool = Field(
+        True, description="last try pads the batch with uniform groups (ARL-Arena); False trains on the non-uniform groups only"
+    )
 
 
 class AlgorithmConfig(_Section):
@@ -161,6 +164,7 @@ class TrainerConfig(_Section):
     ppo_mini_batch_size: int = Field(256, ge=1, description="step-samples per optimizer step")
     ppo_micro_batch_size: int = Field(32, ge=1, description="step-samples per forward (grad accumulation)")
     ppo_epochs: int = Field(1, ge=1)
+    shuffle_minibatches: bool = Field(True, description="split each epoch's rows into mini-batches in a seeded random order (False: batch order)")
     eval_every: int = Field(5, ge=0, description="evaluate every N RL steps (0: only at the end)")
     eval_episodes: int = Field(128, ge=1, description="fixed eval seeds: the eval split's first N")
     eval_at_start: bool = Field(True, description="evaluate the initial (post-BC) policy as step 0")
@@ -170,17 +174,18 @@ class TrainerConfig(_Section):
     run_name: str | None = Field(None, description="default: <algorithm>-<env>-s<seed>")
     resume: bool = Field(True, description="resume from the latest checkpoint of the run dir")
     seed: int = Field(0, description="torch/sampling seed")
-    num_threads: int | None = Field(None, ge=1, description="torch.set_num_threads (None: leave)")
+    num_threads: int | None = Field(None, ge=1, description="torch.set_num_threads (None: leave); fix it for runs that must reproduce")
+    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (warn-only) and every RNG seeded from `seed`")
     device: str = Field("auto", description="auto, cpu, cuda")
     tensorboard: bool = Field(False, description="also write TensorBoard scalars (extra `tensorboard`)")
     progress: bool = Field(True, description="tqdm progress bars")
 
 
 class MonitorSettings(_Section):
-    """Online stability monitor (arlarena_envs.stability.monitor), if installed."""
+    """Online stability monitor (arlarena_envs.stability.monitor; see arlarena_baselines.monitoring)."""
 
-    enable: bool = Field(True, description="call the monitor each step; a missing module disables it")
-    module: str = Field("arlarena_envs.stability.monitor", description="module holding StabilityMonitor / MonitorConfig")
+    enable: bool = Field(True, description="show every RL row to the monitor and carry out its decision")
+    module: str = Field("arlarena_envs.stability.monitor", description="module holding StabilityMonitor / MonitorConfig (a custom monitor returns the same MonitorDecision)")
     config: dict[str, Any] = Field(
         default_factory=dict,
         description="kwargs of MonitorConfig, e.g. {actions: {collapse: rollback, grad_norm_nonfinite: stop}}",

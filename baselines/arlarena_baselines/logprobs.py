@@ -16,10 +16,13 @@ Rows = Sequence[tuple[list[int], list[int]]]
 
 
 def response_logprobs(
-    model: Any, rows: Rows, width: int, pad_id: int, device: torch.device, need_entropy: bool
+    model: Any, rows: Rows, width: int, pad_id: int, device: torch.device, need_entropy: bool, temperature: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """log π(y_t | x, y_<t) of each row's response tokens, (b, width), with grad; and the token
-    entropies H_t = logsumexp(z) − Σ softmax(z)·z when `need_entropy`."""
+    entropies H_t = logsumexp(z) − Σ softmax(z)·z when `need_entropy`; z = logits / temperature.
+    With the rollout temperature this is the distribution the tokens were sampled from (as
+    verl's actor and reference compute it), so an importance ratio is against the behaviour
+    policy; temperature 1 (or 0, greedy rollouts) scores the raw logits (BC)."""
     seqs = [p + r for p, r in rows]
     longest = max(len(s) for s in seqs)
     ids = torch.tensor([s + [pad_id] * (longest - len(s)) for s in seqs], device=device)
@@ -40,12 +43,15 @@ def response_logprobs(
     else:
         logits = model(input_ids=ids, attention_mask=attn).logits
         sel = logits.gather(1, pos.unsqueeze(-1).expand(-1, -1, logits.shape[-1])).float()
+    if temperature > 0 and temperature != 1.0:
+        sel = sel / temperature
     logp = torch.log_softmax(sel, dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
     return logp, (entropy_from_logits(sel) if need_entropy else None)
 
 
 def logprobs_no_grad(
-    model: Any, rows: Rows, width: int, pad_id: int, device: torch.device, micro_batch: int, need_entropy: bool
+    model: Any, rows: Rows, width: int, pad_id: int, device: torch.device, micro_batch: int, need_entropy: bool,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`response_logprobs` in eval mode without grad, `micro_batch` rows at a time (the old
     and reference log-probs of an update)."""
@@ -54,7 +60,7 @@ def logprobs_no_grad(
     model.eval()
     with torch.no_grad():
         for s in range(0, len(rows), micro_batch):
-            lp, en = response_logprobs(model, rows[s : s + micro_batch], width, pad_id, device, need_entropy)
+            lp, en = response_logprobs(model, rows[s : s + micro_batch], width, pad_id, device, need_entropy, temperature)
             lps.append(lp)
             if en is not None:
                 ents.append(en)

@@ -93,21 +93,46 @@ class HFEngine(RolloutEngine):
         return out
 
 
+VLLM_SUPPORTED = ">=0.33,<0.34"  # the versions whose weight-transfer API this engine was written against
+
+
 class VLLMEngine(RolloutEngine):
-    """vLLM generation (GPU only; `pip install arlarena-envs[gpu]`). Weights are synced by
-    saving the policy to `sync_dir` and reloading them into the engine."""
+    """vLLM generation (GPU only; `pip install arlarena-envs[gpu]`, vLLM 0.33.x).
+
+    Weights are synced with vLLM's public RL weight-transfer API (read in vLLM 0.33.0's source:
+    `vllm/distributed/weight_transfer/`, `vllm/v1/worker/gpu_worker.py`): the engine is built
+    with `weight_transfer_config={"backend": "ipc"}` (trainer and engine share the GPU), and each
+    sync is `IPCTrainerWeightTransferEngine.send_weights()` over a `ModuleSource` of the policy,
+    whose control plane (init / start / update / finish) goes through `LLM.collective_rpc` to the
+    worker's weight-update methods, as vLLM's own AsyncLLM and HTTP routes do. The update carries
+    CUDA IPC handles, which vLLM ships pickled between its own processes on this machine; that
+    needs VLLM_ALLOW_INSECURE_SERIALIZATION=1 in the engine's environment (set here before the
+    engine starts). Other vLLM versions: refused with the supported range (older releases have no
+    weight-transfer API; later ones may change it)."""
 
     def __init__(self, model_path: str, tokenizer: Any, max_prompt_tokens: int = 2048, gpu_memory_utilization: float = 0.4,
-                 seed: int = 0, sync_dir: str | None = None):
+                 seed: int = 0, dtype: str = "bfloat16", max_model_len: int | None = None):
+        import os
+
         try:
-            from vllm import LLM  # noqa: F401  (GPU-only optional dependency)
+            import vllm
         except ImportError as e:
             raise MissingDependencyError("rollout.engine=vllm needs vLLM on a GPU machine: pip install 'arlarena-envs[gpu]'") from e
+        from packaging.specifiers import SpecifierSet
+
+        if vllm.__version__ not in SpecifierSet(VLLM_SUPPORTED):
+            raise MissingDependencyError(
+                f"vLLM {vllm.__version__} is installed; this engine supports vLLM{VLLM_SUPPORTED} (its weight-transfer API): "
+                f"pip install 'vllm{VLLM_SUPPORTED}' (or pip install 'arlarena-envs[gpu]')"
+            )
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")  # see the class docstring
         from vllm import LLM
 
         self.tokenizer, self.max_prompt_tokens = tokenizer, max_prompt_tokens
-        self.sync_dir = sync_dir
-        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed, enforce_eager=True)
+        self.llm = LLM(model=model_path, gpu_memory_utilization=gpu_memory_utilization, seed=seed, enforce_eager=True,
+                       dtype=dtype, max_model_len=max_model_len, weight_transfer_config={"backend": "ipc"})
+        self._sender: Any = None
+        self._sender_model: Any = None
 
     def generate(self, prompts: Sequence[str], sampling: SamplingParams) -> list[Reply]:
         from vllm import SamplingParams
@@ -126,9 +151,54 @@ class VLLMEngine(RolloutEngine):
         return replies
 
     def sync_weights(self, model: Any) -> None:
-        # load_weights streams (name, tensor) pairs into the engine's model (vLLM >= 0.8)
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner  # type: ignore[attr-defined]
-        runner.model.load_weights(weights=list(model.state_dict().items()))
+        """Copy `model`'s current parameters into the engine (same GPU, CUDA IPC), then drop the
+        prefix cache (its KV entries were computed with the old weights)."""
+        from vllm.distributed.weight_transfer import ModuleSource
+        from vllm.distributed.weight_transfer.ipc_engine import IPCTrainerInitInfo, IPCTrainerWeightTransferEngine
+
+        if self._sender is None or self._sender_model is not model:
+            self._sender = IPCTrainerWeightTransferEngine.trainer_init(
+                IPCTrainerInitInfo(rank=0), client=_CollectiveRPCWeightClient(self.llm), source=ModuleSource(model)
+            )
+            self._sender_model = model
+        self._sender.send_weights()
+        self.llm.reset_prefix_cache()
+
+
+def _pickled_handles(update_info: dict[str, Any]) -> dict[str, Any]:
+    """IPCWeightTransferUpdateInfo's wire form for a process hop: `ipc_handles` (tuples with
+    torch classes) -> `ipc_handles_pickled` (base64 of their pickle), which vLLM's worker reads."""
+    import base64
+    import pickle
+
+    if update_info.get("ipc_handles") is None:
+        return update_info
+    out = {k: v for k, v in update_info.items() if k != "ipc_handles"}
+    out["ipc_handles_pickled"] = base64.b64encode(pickle.dumps(update_info["ipc_handles"])).decode("ascii")
+    return out
+
+
+class _CollectiveRPCWeightClient:
+    """vLLM's `VLLMWeightSyncClient` protocol (four methods) for an offline `LLM`, through
+    `LLM.collective_rpc` to the workers' weight-transfer methods. IPC handles travel pickled
+    and base64-encoded (`ipc_handles_pickled`), as vLLM's HTTP client sends them."""
+
+    def __init__(self, llm: Any):
+        self.llm = llm
+
+    def init_weight_transfer_engine(self, init_info: dict[str, Any]) -> None:
+        self.llm.collective_rpc("init_weight_transfer_engine", kwargs={"init_info": init_info})
+
+    def start_weight_update(self) -> None:
+        self.llm.collective_rpc("start_weight_update")
+
+    def update_weights(self, update_info: dict[str, Any] | list[dict[str, Any]]) -> None:
+        infos = update_info if isinstance(update_info, list) else [update_info]
+        shipped = [_pickled_handles(i) for i in infos]
+        self.llm.collective_rpc("update_weights", kwargs={"update_info": shipped if isinstance(update_info, list) else shipped[0]})
+
+    def finish_weight_update(self, weight_version: str | None = None) -> None:
+        self.llm.collective_rpc("finish_weight_update")
 
 
 def engine_policy(engine: RolloutEngine, sampling: SamplingParams) -> TurnPolicy:

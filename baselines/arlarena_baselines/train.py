@@ -33,8 +33,8 @@ from arlarena_baselines import checkpoint as ckpt
 from arlarena_baselines.batch import TurnBatch
 from arlarena_baselines.bc import behaviour_clone, collect_oracle_examples, encode_examples
 from arlarena_baselines.config import TrainConfig, apply_overrides, load_config, validate_config
-from arlarena_baselines.filtering import filter_active, select_groups
-from arlarena_baselines.monitor_adapter import MonitorAdapter, alarms_json
+from arlarena_baselines.filtering import filter_active, is_uniform, select_groups
+from arlarena_baselines.monitoring import judge, make_monitor
 from arlarena_baselines.rollout import HFEngine, RolloutEngine, VLLMEngine, collect_rollouts
 from arlarena_baselines.tiny import build_tiny_model, load_tokenizer, save_policy, train_tokenizer
 from arlarena_baselines.update import ppo_update
@@ -53,6 +53,25 @@ class RunResult:
     stopped_reason: str = "completed"
     metrics_path: Path | None = None
     monitor_actions: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int, num_threads: int | None, deterministic: bool) -> None:
+    """Make a run a function of its config: seed Python's, NumPy's global and torch's RNGs
+    (HF `generate` samples from torch's), fix torch's intra-op thread count (a float sum split
+    over a different number of threads rounds differently) and ask torch for deterministic
+    kernels. `warn_only`: on CUDA a few kernels have no deterministic version; they warn
+    instead of stopping the run (CPU kernels are deterministic)."""
+    import os
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _as_config(config: TrainConfig | dict | str | Path, overrides: list[str] | None) -> TrainConfig:
@@ -76,12 +95,10 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
-        if cfg.trainer.num_threads:
-            torch.set_num_threads(cfg.trainer.num_threads)
         dev = cfg.trainer.device
         self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
         self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.model.dtype]
-        torch.manual_seed(cfg.trainer.seed)
+        seed_everything(cfg.trainer.seed, cfg.trainer.num_threads, cfg.trainer.deterministic)
         self.rng = np.random.default_rng([cfg.env.seed, cfg.trainer.seed])
         self.env_kwargs = {**cfg.env.env_kwargs, "action_format": cfg.env.env_kwargs.get("action_format", cfg.env.action_format)}
         if cfg.env.max_steps is not None:
@@ -89,7 +106,7 @@ class Trainer:
         self.t0 = time.time()
         self.clip_scale = 1.0  # the monitor's 'tighten' multiplies it
         self.group_counter = 0  # group ids stay unique across steps
-        self.monitor = MonitorAdapter(cfg.monitor.enable, cfg.monitor.config, cfg.monitor.module, self.run_dir / "monitor.jsonl")
+        self.monitor = make_monitor(cfg.monitor.module, cfg.monitor.config, self.run_dir / "monitor.jsonl") if cfg.monitor.enable else None
         self.monitor_actions: list[dict] = []
         self.rollbacks = 0
         self.tb: Any = None
@@ -116,7 +133,7 @@ class Trainer:
                 kept, everything, filter_stats = self.gather_batch(step)
                 batch = TurnBatch.from_episodes(kept)
                 stats = ppo_update(self.model, self.ref, self._opt(), batch, cfg.algorithm, cfg.trainer, self.clip_scale,
-                                   self.tok.pad_token_id, self.device)
+                                   self.tok.pad_token_id, self.device, step=step, temperature=cfg.rollout.sampling.temperature)
                 self._engine().sync_weights(self.model)
                 rec = MetricRecord(
                     step=step, phase="rl",
@@ -215,7 +232,7 @@ class Trainer:
         active = filter_active(step, fcfg.enable, fcfg.cold_start_steps, True)
         kept: list[list[EpisodeRecord]] = []
         everything: list[EpisodeRecord] = []
-        filtered = tries = 0
+        filtered = informative = tries = 0
         while True:
             tries += 1
             seeds = self.rng.integers(0, cfg.bc.seed_offset, size=B).tolist()
@@ -223,30 +240,37 @@ class Trainer:
             self.group_counter += B
             everything += episodes
             groups = [episodes[g * G : (g + 1) * G] for g in range(B)]
+            rewards = [[e.native_reward for e in grp] for grp in groups]
+            informative += sum(not is_uniform(r) for r in rewards)
             if not active:
                 kept = groups
                 break
             last = tries >= fcfg.max_num_gen_batches
-            keep = select_groups([[e.native_reward for e in grp] for grp in groups], B - len(kept), last)
+            keep = select_groups(rewards, B - len(kept), last, fcfg.fill_uniform, len(kept))
             filtered += sum(1 for i, grp in enumerate(groups) if i not in keep and len({e.native_reward for e in grp}) == 1)
             kept += [groups[i] for i in keep]
             if len(kept) >= B or last:
                 break
-        stats = {"filtered_groups": float(filtered), "kept_groups": float(len(kept)), "gen_batches": float(tries)}
+        # informative_groups: non-uniform groups among all rolled; when it stays below num_groups
+        # the last try fills the batch with uniform groups (filtering cannot find enough signal)
+        stats = {"filtered_groups": float(filtered), "kept_groups": float(len(kept)), "gen_batches": float(tries),
+                 "informative_groups": float(informative)}
         return [e for grp in kept for e in grp], everything, stats
 
     def _apply_monitor(self, step: int, rec: MetricRecord) -> tuple[str, str]:
         """Show `rec` to the stability monitor and carry out its decision (rollback to the last
         healthy checkpoint, at most 3 times; tighten the clip range and lr; stop). Writes the
         decision into `rec`; returns (the action taken, the monitor's reason)."""
-        decision = self.monitor.update(rec)
+        if self.monitor is None:
+            return "none", ""
+        decision = judge(self.monitor, rec)
         if decision.action != "none" or decision.alarms:
             rec.monitor_action = decision.action
             rec.monitor_reason = decision.reason
-            rec.monitor_alarms = alarms_json(decision.alarms)
+            rec.monitor_alarms = [a.model_dump(mode="json") for a in decision.alarms]
         action = decision.action
         if action == "rollback":
-            target = ckpt.rollback_target(self.run_dir, step, self.monitor.last_healthy_step)
+            target = ckpt.rollback_target(self.run_dir, step, self._last_healthy_step())
             self.rollbacks += 1
             if target is None or self.rollbacks > 3:
                 action = rec.monitor_action = "stop"
@@ -290,12 +314,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
 
+    def _last_healthy_step(self) -> int | None:
+        return self.monitor.last_healthy_step if self.monitor is not None else None
+
     def save_checkpoint(self, step: int) -> Path:
         opt = self._opt()
         state = {"clip_scale": self.clip_scale, "lr": opt.param_groups[0]["lr"], "group_counter": self.group_counter,
-                 "np_rng": self.rng.bit_generator.state, "monitor": self.monitor.state_dict()}
+                 "np_rng": self.rng.bit_generator.state,
+                 "monitor": self.monitor.state_dict() if self.monitor is not None else None}
         path = ckpt.save_checkpoint(self.run_dir, step, self.model, self.tok, opt, state)
-        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self.monitor.last_healthy_step)
+        ckpt.prune_checkpoints(self.run_dir, self.cfg.trainer.keep_checkpoints, self._last_healthy_step())
         return path
 
     def load_checkpoint(self, path: Path, restore_monitor: bool = False) -> int:
@@ -308,8 +336,8 @@ class Trainer:
             g["lr"] = float(state["lr"])
         self.group_counter = int(state["group_counter"])
         self.rng.bit_generator.state = state["np_rng"]
-        if restore_monitor:
-            self.monitor.load_state_dict(state.get("monitor"))
+        if restore_monitor and self.monitor is not None and state.get("monitor") is not None:
+            self.monitor.load_state_dict(state["monitor"])
         return int(state["step"])
 
     # ------------------------------------------------------------------ helpers

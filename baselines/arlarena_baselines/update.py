@@ -65,6 +65,17 @@ def loss_kwargs(a: AlgorithmConfig, clip_scale: float) -> dict[str, Any]:
     return kw | {k: getattr(a, k) for k in loss_lib.loss_options(a.loss_mode)}
 
 
+def minibatch_order(n_rows: int, seed: int, step: int, epoch: int, shuffle: bool = True) -> list[int]:
+    """The row order of one PPO epoch: a permutation from a generator seeded by (seed, step,
+    epoch) when `shuffle`, else batch order. Rows arrive grouped by trajectory, so in batch
+    order a mini-batch holds a few groups only, and each later optimizer step acts on rows the
+    earlier ones already moved (far off-policy against a 3e-3 clip). Its own seeded generator
+    leaves the task sampler's stream alone and needs no checkpoint."""
+    if not shuffle:
+        return list(range(n_rows))
+    return [int(i) for i in np.random.default_rng([seed, step, epoch]).permutation(n_rows)]
+
+
 def ppo_update(
     model: Any,
     ref: Any | None,
@@ -75,15 +86,19 @@ def ppo_update(
     clip_scale: float,
     pad_id: int,
     device: torch.device,
+    step: int = 0,
+    temperature: float = 1.0,
 ) -> UpdateStats:
     """Update `model` on `batch` (`t.ppo_epochs` passes of mini-batches of
-    `t.ppo_mini_batch_size` rows, micro-batches of `t.ppo_micro_batch_size` accumulated)."""
+    `t.ppo_mini_batch_size` rows in `minibatch_order`, micro-batches of
+    `t.ppo_micro_batch_size` accumulated). Log-probs (new, old and reference) are scored at the
+    rollout `temperature`."""
     T, B = batch.width, len(batch)
     rows = batch.token_ids()
     mask = batch.mask.to(device)
-    old_logp, old_ent = logprobs_no_grad(model, rows, T, pad_id, device, t.ppo_micro_batch_size, True)
+    old_logp, old_ent = logprobs_no_grad(model, rows, T, pad_id, device, t.ppo_micro_batch_size, True, temperature)
     assert old_ent is not None
-    ref_logp = logprobs_no_grad(ref, rows, T, pad_id, device, t.ppo_micro_batch_size, False)[0] if ref is not None else None
+    ref_logp = logprobs_no_grad(ref, rows, T, pad_id, device, t.ppo_micro_batch_size, False, temperature)[0] if ref is not None else None
     advs = compute_advantages(batch, old_ent.cpu(), a).to(device)
     loss_fn = loss_lib.get_policy_loss_fn(a.loss_mode)
     kw = loss_kwargs(a, clip_scale)
@@ -95,13 +110,14 @@ def ppo_update(
     neg_low = masked = 0.0
     skipped = False
     model.train()
-    for _epoch in range(t.ppo_epochs):
+    for epoch in range(t.ppo_epochs):
+        order = minibatch_order(B, t.seed, step, epoch, t.shuffle_minibatches)
         for m0 in range(0, B, t.ppo_mini_batch_size):
-            mb = list(range(m0, min(B, m0 + t.ppo_mini_batch_size)))
+            mb = order[m0 : m0 + t.ppo_mini_batch_size]
             micro = [mb[s : s + t.ppo_micro_batch_size] for s in range(0, len(mb), t.ppo_micro_batch_size)]
             opt.zero_grad()
             for mic in micro:
-                logp, ent = response_logprobs(model, [rows[i] for i in mic], T, pad_id, device, True)
+                logp, ent = response_logprobs(model, [rows[i] for i in mic], T, pad_id, device, True, temperature)
                 assert ent is not None
                 m = mask[mic]
                 old = logp.detach() if on_policy else old_logp[mic]
