@@ -40,7 +40,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-async def _session(url: str, env_id: str, k: int, mode: str, period: float, until: float, start_at: float, out: dict) -> None:
+async def _session(url: str, env_id: str, k: int, mode: str, period: float, until: float, start_at: float, out: dict,
+                   opening: asyncio.Semaphore) -> None:
     from websockets.asyncio.client import connect
 
     rng = random.Random(k)
@@ -52,38 +53,44 @@ async def _session(url: str, env_id: str, k: int, mode: str, period: float, unti
         await ws.send(json.dumps({"op": op, "request_id": f"{k}-{rid}", **fields}))
         return json.loads(await ws.recv())
 
+    ws = None
     try:
-        async with connect(url.replace("http://", "ws://") + "/ws", max_size=None, compression=None, open_timeout=120,
-                           ping_interval=None) as ws:
+        async with opening:  # a bounded number of handshakes at a time: a ramp, not a storm
+            ws = await connect(url.replace("http://", "ws://") + "/ws", max_size=None, compression=None, open_timeout=120,
+                               ping_interval=None)
             r = await call(ws, "create", env_id=env_id)
             if not r["ok"]:
                 out["errors"].append(r["error"]["code"])
                 return
             sid = r["result"]["session_id"]
             await call(ws, "reset", session_id=sid, seed=k)
-            out["opened"] += 1
-            await asyncio.sleep(max(0.0, start_at - time.time()))
-            if mode == "soak":  # a staggered phase: sessions do not all step at once
-                await asyncio.sleep(rng.random() * period)
-            while time.time() < until:
-                t0 = time.perf_counter()
-                r = await call(ws, "step", session_id=sid, action=rng.choice(MOVES))
-                out["lat"].append(time.perf_counter() - t0)
-                if not r["ok"]:
-                    out["errors"].append(r["error"]["code"])
-                elif r["result"]["terminated"] or r["result"]["truncated"]:
-                    await call(ws, "reset", session_id=sid, seed=k + rid)
-                if mode == "soak":
-                    await asyncio.sleep(max(0.0, period - (time.perf_counter() - t0)))
+        out["opened"] += 1
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        if mode == "soak":  # a staggered phase: sessions do not all step at once
+            await asyncio.sleep(rng.random() * period)
+        while time.time() < until:
+            t0 = time.perf_counter()
+            r = await call(ws, "step", session_id=sid, action=rng.choice(MOVES))
+            out["lat"].append(time.perf_counter() - t0)
+            if not r["ok"]:
+                out["errors"].append(r["error"]["code"])
+            elif r["result"]["terminated"] or r["result"]["truncated"]:
+                await call(ws, "reset", session_id=sid, seed=k + rid)
+            if mode == "soak":
+                await asyncio.sleep(max(0.0, period - (time.perf_counter() - t0)))
     except Exception as e:  # noqa: BLE001 - counted: a soak reports every failure
         out["errors"].append(type(e).__name__)
+    finally:
+        if ws is not None:
+            await ws.close()
 
 
 def _client_proc(url: str, env_id: str, ks: list[int], mode: str, period: float, until: float, start_at: float, q) -> None:
     out = {"lat": [], "errors": [], "opened": 0}
 
     async def main() -> None:
-        await asyncio.gather(*(_session(url, env_id, k, mode, period, until, start_at, out) for k in ks))
+        opening = asyncio.Semaphore(32)
+        await asyncio.gather(*(_session(url, env_id, k, mode, period, until, start_at, out, opening) for k in ks))
 
     asyncio.run(main())
     q.put(out)
