@@ -11,6 +11,9 @@ order of those calls is what fixes its random draws), steps the pool and records
 env stays active until its episode ends (terminated, truncated, a lost worker) or the policy
 answers None for it (e.g. an oracle with no move).
 
+`run_episodes_async` plays the same episodes for engines with continuous batching: each env
+steps as soon as its own reply arrives (an `AsyncEnvPool` and a policy returning Futures).
+
 A turn's penalty is `pool.protocol.penalty_for(parse_status)`, the rule the env applied, and
 its native reward is `reward + penalty`.
 """
