@@ -176,7 +176,7 @@ def main() -> None:
         try:
             # one warm session per worker first: the data every session shares (a catalogue)
             # is loaded before the baseline, so the figure is what one more session costs
-            drive(srv.url, args.env, 4 * args.workers, "throughput", 0.0, 0.5, 1, args.open_s or 300.0)
+            drive(srv.url, args.env, 4 * args.workers, "throughput", 0.0, 0.5, 1, args.open_s or 20.0)
             time.sleep(2)
             rss0 = server_rss(srv)
             from websockets.sync.client import connect
