@@ -271,26 +271,8 @@ class ServerPool(EnvPool):
         if len(opts) != self.num_envs:
             raise ConfigError(f"need {self.num_envs} options, got {len(opts)}")
 
-        def one(i: int) -> tuple[Observation, StepInfo]:
-            for attempt in range(2):
-                gen = self.workers[self.assignment[i]].generation
-                try:
-                    out = self.clients[i].reset_result(seed=seeds[i], options=opts[i])
-                    break
-                except ServerLostError as e:
-                    if attempt:
-                        raise
-                    self._recover(i, gen, e)
-                except RemoteEnvError as e:
-                    if attempt or e.code != "unknown_session":
-                        raise
-                    self._reopen(i, e)  # reaped while idle: a fresh session, then reset it
-            self._pending.pop(i, None)
-            self._active[i] = True
-            self._last[i] = out
-            return out
-
-        return list(self._executor.map(one, range(self.num_envs)))
+        # a session reaped while idle is reopened, a lost worker recovered (reset_env)
+        return list(self._executor.map(lambda i: self.reset_env(i, seeds[i], opts[i]), range(self.num_envs)))
 
     def step(self, actions, on_error="raise"):
         if len(actions) != self.num_envs:
