@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from arlarena_envs.cli import main as cli_main
+from arlarena_envs.errors import DataError
 from arlarena_envs.leaderboard import ProvenanceMismatchError, Stat, evaluate, render, validate_rows
 from arlarena_envs.leaderboard.models import RowInconsistentError, digest_records
 
@@ -82,6 +83,17 @@ def _write(folder: Path, name: str, row) -> None:
 def test_row_in_another_envs_folder_is_refused(tmp_path, tmp_path_factory):
     _write(tmp_path / "WebShop-v0", "oracle.json", _row(tmp_path_factory))
     with pytest.raises(RowInconsistentError, match="folder of WebShop-v0"):
+        render(tmp_path, None, None)
+
+
+def test_training_result_folders_beside_the_rows_are_not_rows(tmp_path, tmp_path_factory):
+    _write(tmp_path / "Sokoban-v0", "oracle.json", _row(tmp_path_factory))
+    (tmp_path / "comparison").mkdir()
+    (tmp_path / "comparison" / "summary.json").write_text(json.dumps({"methods": ["grpo"]}))
+    rows, _ = render(tmp_path, None, None)
+    assert [(r.env_id, r.policy) for r in rows] == [(SOKO, "oracle")]
+    (tmp_path / "Sokoban-v0" / "broken.json").write_text("{}")  # inside an env folder: still refused
+    with pytest.raises(DataError, match="not a leaderboard row"):
         render(tmp_path, None, None)
 
 

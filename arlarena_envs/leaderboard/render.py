@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -38,13 +39,20 @@ COLUMNS: list[tuple[str, str, bool]] = [
 ]
 
 
+ENV_FOLDER = re.compile(r"[A-Za-z][\w.-]*-v\d+")  # the name part of an env id: Sokoban-v0
+
+
 def load_row_files(results_dir: str | Path) -> list[tuple[Path, LeaderboardRow]]:
-    """(file, row) for every row file under results_dir (`*/*.json`), sorted by env then policy."""
+    """(file, row) for every row file under results_dir (`<Name>-vN/*.json`: one folder per env
+    version), sorted by env then policy. Other folders (training results such as `gain/` and
+    `comparison/`) are not leaderboard rows and are passed over."""
     root = Path(results_dir)
     if not root.is_dir():
         raise DataError(f"{root}: no results folder; run `arlarena leaderboard evaluate` first")
     rows = []
     for p in sorted(root.glob("*/*.json")):
+        if not ENV_FOLDER.fullmatch(p.parent.name):
+            continue
         try:
             data = clean_json(json.loads(p.read_text(encoding="utf-8")))  # the text rule (unicode.py)
             rows.append((p, LeaderboardRow.model_validate(data)))
