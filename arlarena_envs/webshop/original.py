@@ -141,6 +141,24 @@ def generate_prices(products: Sequence[dict[str, Any]], rng: random.Random) -> d
     return prices
 
 
+def goal_record(p: dict[str, Any], goal_options: dict[str, Any], upper: float | int, price_text: str) -> dict[str, Any]:
+    """One goal of product `p` as the original builds it: the instruction text with the chosen
+    options and the price bound appended."""
+    option_text = ", and ".join(f"{k}: {v}" for k, v in goal_options.items())
+    option_text = " with " + option_text if option_text else ""
+    return {
+        "asin": p["asin"],
+        "category": p["category"],
+        "query": p["query"],
+        "name": p["Title"],
+        "product_category": p["product_category"],
+        "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
+        "attributes": p["instruction_attributes"],
+        "price_upper": upper,
+        "goal_options": goal_options,
+    }
+
+
 def synthetic_goals(products: Sequence[dict[str, Any]], prices: dict[str, float], rng: random.Random) -> list[dict[str, Any]]:
     """The original `get_synthetic_goals` (unshuffled): one goal per option-value combination."""
     goals = []
@@ -154,22 +172,7 @@ def synthetic_goals(products: Sequence[dict[str, Any]], prices: dict[str, float]
         upper, price_text = price_upper_for(prices[p["asin"]], rng)
         names = sorted(p["options"])
         for combo in itertools.product(*(p["options"][n] for n in names)):
-            goal_options = dict(zip(names, combo))
-            option_text = ", and ".join(f"{k}: {v}" for k, v in goal_options.items())
-            option_text = " with " + option_text if option_text else ""
-            goals.append(
-                {
-                    "asin": p["asin"],
-                    "category": p["category"],
-                    "query": p["query"],
-                    "name": p["Title"],
-                    "product_category": p["product_category"],
-                    "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
-                    "attributes": attrs,
-                    "price_upper": upper,
-                    "goal_options": goal_options,
-                }
-            )
+            goals.append(goal_record(p, dict(zip(names, combo)), upper, price_text))
             for a in attrs:
                 cnt_atts[a] += 1
     for g in goals:

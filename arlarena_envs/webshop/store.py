@@ -47,6 +47,7 @@ from arlarena_envs.errors import DataError
 from arlarena_envs.webshop.catalogue import GOAL_SHUFFLE_SEED, cached, price_upper_for
 from arlarena_envs.webshop.disk_index import DiskSearchIndex, TokenIds, Tokenizer, build_index
 from arlarena_envs.webshop.nouns import heuristic_nouns
+from arlarena_envs.webshop.original import goal_record
 from arlarena_envs.webshop.search import index_text
 from arlarena_envs.webshop.sources import generated_products, original_products
 
@@ -348,24 +349,11 @@ class GoalsView(Sequence[dict]):
             c, r = divmod(c, len(vals))
             values.append(vals[r])
         goal_options = dict(zip(names, reversed(values)))
-        option_text = ", and ".join(f"{a}: {v}" for a, v in goal_options.items())
-        option_text = " with " + option_text if option_text else ""
         upper: float | int = float(s.price_upper[i])
         price_text = "" if upper == NO_PRICE_BOUND else f", and price lower than {upper:.2f} dollars"
         if upper == NO_PRICE_BOUND:
             upper = NO_PRICE_BOUND
-        return {
-            "asin": p["asin"],
-            "category": p["category"],
-            "query": p["query"],
-            "name": p["Title"],
-            "product_category": p["product_category"],
-            "instruction_text": f"{p['instruction_text']}{option_text}{price_text}",
-            "attributes": p["instruction_attributes"],
-            "price_upper": upper,
-            "goal_options": goal_options,
-            "weight": float(s.weight[i]),
-        }
+        return {**goal_record(p, goal_options, upper, price_text), "weight": float(s.weight[i])}
 
     def __iter__(self) -> Iterator[dict]:
         for k in range(len(self)):
