@@ -8,6 +8,7 @@ ones run a real `arlarena serve` subprocess on a free loopback port."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 
@@ -266,30 +267,63 @@ def test_slow_ops_run_off_the_event_loop_by_default():
     assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
 
 
-def test_health_answers_while_a_catalogue_builds():
-    """A new WebShop catalogue takes seconds to build; with the default offload the build runs in
-    a thread and /health (what container health checks poll) keeps answering meanwhile. On the
-    event loop no health reply could come back until the build ends: at most one would."""
+_SLOW_CREATE_ENV = """
+import os, time
+from pathlib import Path
+from arlarena_envs.sokoban import SokobanEnv
+
+class SlowCreateEnv(SokobanEnv):
+    \"\"\"Sokoban whose construction, once the test arms it, waits until the test releases it:
+    a create that is slow for exactly as long as the test needs (a catalogue build, a game
+    generation), whatever the machine's speed.\"\"\"
+
+    def __init__(self, **kwargs):
+        gate = Path(os.environ["ARLARENA_TEST_GATE"])
+        if (gate / "armed").exists():
+            (gate / "entered").touch()
+            deadline = time.monotonic() + 60
+            while not (gate / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        super().__init__(**kwargs)
+"""
+
+
+def test_health_answers_while_a_create_is_slow(tmp_path, monkeypatch):
+    """Creating an env can take seconds (a WebShop catalogue build, a TextWorld game generation);
+    with the default offload the create runs in a thread and /health (what container health
+    checks poll) keeps answering meanwhile. The create is held open by a gate until the test has
+    counted its health replies, so the check does not depend on how fast this machine builds.
+    On the event loop no health reply could come back until the create ends."""
     import threading
 
-    srv = ServerProcess(["arlarena/WebShop-v0"])
+    (tmp_path / "slow_create_env.py").write_text(_SLOW_CREATE_ENV)
+    (tmp_path / "SlowCreate-v0.yaml").write_text(
+        "id: arlarena/SlowCreate-v0\nentry_point: slow_create_env:SlowCreateEnv\n"
+        "protocol: {template_id: sokoban/v1}\nsplits: {train: {kind: seeds, stop: 3}}\n"
+    )
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    monkeypatch.setenv("ARLARENA_TEST_GATE", str(gate))
+    monkeypatch.setenv("ARLARENA_REGISTRY_PATH", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    srv = ServerProcess(["arlarena/SlowCreate-v0"])
     try:
-        done = threading.Event()
+        (gate / "armed").touch()
         created: list = []
-
-        def create():
-            created.append(httpx.post(srv.url + "/sessions", json={"env_id": "arlarena/WebShop-v0", "env_kwargs": {"catalogue_seed": 7}}, timeout=120))
-            done.set()
-
-        threading.Thread(target=create, daemon=True).start()
-        time.sleep(0.3)  # the create is in the server by now
-        answered = 0
-        with httpx.Client(timeout=30) as c:
-            while not done.is_set():
+        creator = threading.Thread(target=lambda: created.append(
+            httpx.post(srv.url + "/sessions", json={"env_id": "arlarena/SlowCreate-v0"}, timeout=120)), daemon=True)
+        creator.start()
+        deadline = time.monotonic() + 30
+        while not (gate / "entered").exists():  # the create is inside the env's constructor now
+            assert time.monotonic() < deadline, "the create never reached the env"
+            time.sleep(0.01)
+        with httpx.Client(timeout=10) as c:
+            for _ in range(5):
                 assert c.get(srv.url + "/health").status_code == 200
-                answered += not done.is_set()
-        assert created[0].status_code == 200
-        assert answered >= 3, f"only {answered} health replies during the catalogue build"
+        assert not created, "the create ended before its gate opened"
+        (gate / "release").touch()
+        creator.join(timeout=60)
+        assert created and created[0].status_code == 200, created
     finally:
         srv.close()
 
