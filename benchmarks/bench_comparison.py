@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_trainer import GAIN_PRESET, bc_policy, load_base, mean_se, rl_run  # noqa: E402
+from bench_trainer import bc_policy, load_base, mean_se, rl_run  # noqa: E402
 
 ALGOS = ["grpo", "gspo", "cispo", "gigpo", "sampo"]
 
@@ -45,7 +45,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--algos", nargs="+", default=ALGOS)
-    ap.add_argument("--preset", default=GAIN_PRESET)
+    ap.add_argument("--preset", default="sokoban_cpu")
     ap.add_argument("--steps", type=int, default=10, help="RL steps of every method (default 10)")
     ap.add_argument("--groups", type=int, default=4, help="rollout.num_groups of every method (default 4, x G=4)")
     ap.add_argument("--mini-batch", type=int, default=64, help="ppo_mini_batch_size of every method (default 64: 2-3 per step)")
