@@ -8,6 +8,11 @@ the eval split, the preset's eval sampling). Uniformly random moves on those lev
 floor. Prints per-seed figures, mean ± SE over seeds, and the paired gain (RL - BC-only on
 the same seed) mean ± SE with its ratio gain / SE; writes summary.json.
 
+`--shared-bc`: one BC policy (trained with seed `--bc-seed`) for every seed; each seed's RL run
+starts from it and BC-only is that policy evaluated with the seed's eval sampling (so the seeds
+vary the RL run and the eval sampling, not the BC run). The BC run is reused when its
+ref_policy exists.
+
 A run whose result.json already exists is reused, so seeds can run in separate processes
 (`--seeds 0 1 2` and `--seeds 3 4` into the same --out) and a last call with every seed
 only aggregates.
@@ -88,6 +93,17 @@ def bc_policy(base: dict, seed: int, out: Path) -> tuple[Path, float, float]:
     return run_dir, float(done["final_eval_success"]), float(done["wall_time_s"])
 
 
+def shared_bc_policy(base: dict, bc_seed: int, out: Path) -> Path:
+    """The BC run dir shared by every seed (`--shared-bc`), trained once; reused when its
+    ref_policy exists (its own evaluation is not used: each seed evaluates it)."""
+    run_dir = out / f"bc_shared_s{bc_seed}"
+    if not (run_dir / "ref_policy").exists():
+        cfg = seeded(base, bc_seed)
+        cfg["trainer"]["total_steps"] = 0
+        run(validate_config(cfg), run_dir=run_dir)
+    return run_dir
+
+
 def rl_config(base: dict, seed: int, bc_dir: Path, algo: str, preset: str) -> dict:
     """The preset's budget from the BC policy of `seed`; `algo` = another preset's algorithm section."""
     cfg = seeded(base, seed)
@@ -139,6 +155,8 @@ def main() -> int:
     ap.add_argument("--random-only", action="store_true", help="only the random-moves baseline (20 policy seeds)")
     ap.add_argument("--results", default=None, help="also write table.md and summary.json to this folder (e.g. results/gain)")
     ap.add_argument("--bc-only", action="store_true", help="only train (or reuse) the BC policies of --seeds, no RL")
+    ap.add_argument("--shared-bc", action="store_true", help="one BC policy (seed --bc-seed) for every seed; seeds vary RL and eval sampling")
+    ap.add_argument("--bc-seed", type=int, default=0, help="seed of the shared BC policy (with --shared-bc)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -156,9 +174,14 @@ def main() -> int:
         t = time.time()
         rows["random"].append(random_success(base, seed))
         walls["random"].append(time.time() - t)
-        # BC-only = the BC run's own evaluation (same held-out levels and eval sampling as the
-        # RL runs' final evaluation); its wall time includes that evaluation
-        bc_dir, bc_success, bc_wall = bc_policy(base, seed, out)
+        if args.shared_bc:
+            # BC-only = the shared BC policy evaluated with this seed's eval sampling
+            bc_dir = shared_bc_policy(base, args.bc_seed, out)
+            _, bc_success, bc_wall = rl_run(base, seed, bc_dir, preset_algo_name(base), out, args.preset, "_bc_only", total_steps=0)
+        else:
+            # BC-only = the BC run's own evaluation (same held-out levels and eval sampling as
+            # the RL runs' final evaluation); its wall time includes that evaluation
+            bc_dir, bc_success, bc_wall = bc_policy(base, seed, out)
         rows["bc_only"].append(bc_success)
         walls["bc_only"].append(bc_wall)
         print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
@@ -173,6 +196,7 @@ def main() -> int:
     if args.bc_only:
         return 0
     summary: dict = {"preset": args.preset, "overrides": args.overrides, "seeds": args.seeds, "eval_episodes": n_eval,
+                     "shared_bc_seed": args.bc_seed if args.shared_bc else None,
                      "total_steps": base["trainer"]["total_steps"], "variants": {}, "paired_gain": {}}
     print(f"\n{args.preset}: Sokoban eval split, first {n_eval} levels (held out), seeds {args.seeds}")
     print(f"{'variant':<12} {'success mean':>12} {'± SE':>7} {'wall s':>8}   per seed")
@@ -200,7 +224,9 @@ def main() -> int:
         (res / "summary.json").write_text(json.dumps(summary, indent=2))
         md = [f"# BC-only vs BC + RL: preset `{args.preset}`", "",
               f"Held-out levels: the first {n_eval} of the Sokoban eval split; seeds {args.seeds}; "
-              f"{summary['total_steps']} RL steps. Success mean ± SE over seeds (SE = sample std / sqrt(n)).", "",
+              f"{summary['total_steps']} RL steps. Success mean ± SE over seeds (SE = sample std / sqrt(n))."
+              + (f" One BC policy (seed {args.bc_seed}) shared by every seed: the seeds vary the RL run and the eval "
+                 "sampling, not the BC run." if args.shared_bc else " Each seed trains its own BC policy."), "",
               "| variant | success mean ± SE | per seed | wall s (mean) |", "|---|---|---|---|"]
         for k, v in summary["variants"].items():
             md.append(f"| {k} | {v['mean']:.3f} ± {v['se']:.3f} | {', '.join(f'{x:.3f}' for x in v['success'])} | "
@@ -210,7 +236,8 @@ def main() -> int:
             md.append(f"Paired gain BC+{algo} − BC-only: {g['mean']:+.3f} ± {g['se']:.3f} (gain / SE {g['gain_over_se']:.1f}; "
                       f"{g['seeds_improved']}/{len(g['diffs'])} seeds improved).")
         md += ["", f"Regenerate: `python benchmarks/bench_trainer.py --seeds {' '.join(map(str, args.seeds))} "
-               f"--preset {args.preset} --results {args.results}`", ""]
+               f"--preset {args.preset}{' --shared-bc --bc-seed ' + str(args.bc_seed) if args.shared_bc else ''}"
+               f"{''.join(' --set ' + o for o in args.overrides)} --results {args.results}`", ""]
         (res / "table.md").write_text("\n".join(md), encoding="utf-8")
     return 0
 

@@ -81,7 +81,8 @@ def behaviour_clone(
     progress: Any = None,
 ) -> None:
     """SFT of `model` on (prompt ids, response ids) pairs: `cfg.epochs` shuffled passes in
-    batches of `cfg.batch_size`, AdamW at `cfg.lr`, the response NLL
+    batches of `cfg.batch_size` (stopping after `cfg.max_updates` updates when set), AdamW at
+    `cfg.lr`, the response NLL
     token-mean: −Σ m·log π / Σ m,   seq-mean-token-sum: −Σ m·log π / b (a short response's
     decisive token is not diluted). Logs a `phase="bc"` MetricRecord every 10 updates."""
     import torch
@@ -89,9 +90,13 @@ def behaviour_clone(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     model.train()
     n_updates = cfg.epochs * math.ceil(len(encoded) / cfg.batch_size)
+    if cfg.max_updates is not None:
+        n_updates = min(n_updates, cfg.max_updates)
     step = 0
     for _epoch in range(cfg.epochs):
         for idx in batches(len(encoded), cfg.batch_size, rng):
+            if step >= n_updates:
+                return
             rows = [encoded[i] for i in idx]
             logp, _ = response_logprobs(model, rows, max(len(r) for _, r in rows), pad_id, device, False)
             mask = torch.zeros_like(logp)

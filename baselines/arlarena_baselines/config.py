@@ -145,6 +145,7 @@ class BCConfig(_Section):
     enable: bool = Field(True, description="run SFT on expert trajectories before RL")
     episodes: int = Field(200, ge=1, description="oracle episodes (train split seeds) to imitate")
     epochs: int = Field(3, ge=1, description="passes over the BC data")
+    max_updates: int | None = Field(None, ge=1, description="stop after this many updates (mid-epoch); None: all epochs")
     batch_size: int = Field(32, ge=1, description="samples per BC update")
     lr: float = Field(1e-3, gt=0, description="BC learning rate")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum"] = Field(

@@ -219,7 +219,8 @@ class Trainer:
         pool = self._pool(min(16, cfg.episodes))
         examples = collect_oracle_examples(pool, [cfg.seed_offset + i for i in range(cfg.episodes)], cfg.think)
         encoded = encode_examples(self.tok, examples, self.cfg.rollout.max_prompt_tokens)
-        bar = self._bar(cfg.epochs * -(-len(encoded) // cfg.batch_size), "bc")
+        n_updates = cfg.epochs * -(-len(encoded) // cfg.batch_size)
+        bar = self._bar(min(n_updates, cfg.max_updates or n_updates), "bc")
         behaviour_clone(self.model, encoded, cfg, self.rng, self.tok.pad_token_id, self.device, self.cfg.trainer.grad_clip, self._log, bar)
         if bar is not None:
             bar.close()
