@@ -232,6 +232,9 @@ def main() -> int:
             md.append(f"| {k} | {v['mean']:.3f} ± {v['se']:.3f} | {', '.join(f'{x:.3f}' for x in v['success'])} | "
                       f"{sum(v['wall_s']) / len(v['wall_s']):.0f} |")
         md.append("")
+        if args.shared_bc:
+            md += ["Wall s of bc_only: the evaluation of the shared BC policy with that seed's sampling (the BC "
+                   "training ran once and is not in the table); of bc+RL: RL steps plus the final evaluation.", ""]
         for algo, g in summary["paired_gain"].items():
             md.append(f"Paired gain BC+{algo} − BC-only: {g['mean']:+.3f} ± {g['se']:.3f} (gain / SE {g['gain_over_se']:.1f}; "
                       f"{g['seeds_improved']}/{len(g['diffs'])} seeds improved).")

@@ -35,6 +35,8 @@ TINY = [
     "trainer.progress=false",
     "trainer.num_threads=1",
     "algorithm.filter_groups.cold_start_steps=0",
+    "algorithm.filter_groups.max_num_gen_batches=2",
+    "algorithm.filter_groups.fill_uniform=true",
     "monitor.enable=false",
 ]
 
@@ -63,6 +65,15 @@ def test_sampo_two_rl_steps_end_to_end(tmp_path):
     assert (res.run_dir / "ref_policy" / "config.json").exists()
     assert (res.run_dir / "checkpoints" / "step_000002" / "trainer_state.json").exists()
     assert json.loads((res.run_dir / "result.json").read_text())["steps_done"] == 2
+
+
+def test_bc_max_updates_stops_mid_epoch(tmp_path):
+    """bc.max_updates ends behaviour cloning after that many updates, inside an epoch: the
+    last BC record is update 3 although 2 epochs of 8 episodes would take more updates."""
+    cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=0", "bc.epochs=2", "bc.batch_size=4", "bc.max_updates=3"])
+    res = run(cfg, run_dir=tmp_path / "run")
+    bc = [r for r in _records(res.metrics_path) if r.phase == "bc"]
+    assert [r.step for r in bc] == [3]
 
 
 def test_resume_continues_from_checkpoint(tmp_path):
