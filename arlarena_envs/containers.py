@@ -57,12 +57,16 @@ class Family:
     env_ids: tuple[str, ...]
     extras: tuple[str, ...]
     data_env: tuple[str, ...] = ()  # env vars that point the envs at data mounted at /data
+    # dependencies PyPI has only as sdists: built into the wheelhouse up front (pip would name
+    # them one resolver pass at a time otherwise; download_dependencies still catches new ones)
+    sdist_only: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
     "sokoban": Family("sokoban", ("arlarena/Sokoban-v0",), ("server",)),
     "webshop": Family("webshop", ("arlarena/WebShop-v0", "arlarena/WebShop-original-v0"), ("server",), data_env=("ARLARENA_WEBSHOP_DATA",)),
-    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA")),
+    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA"),
+                        sdist_only=("jericho", "fast-downward-textworld")),
 }
 
 
@@ -356,7 +360,7 @@ def _host_builds_target_wheels() -> bool:
     return sys.implementation.name == "cpython" and f"{sys.version_info[0]}.{sys.version_info[1]}" == PY_TARGET[0] and sys.platform == "linux"
 
 
-def download_dependencies(reqs: list[str], dest: Path) -> list[str]:
+def download_dependencies(reqs: list[str], dest: Path, sdist_first: Iterable[str] = ()) -> list[str]:
     """Every dependency of `reqs` as a CPython 3.11 manylinux wheel in `dest`; returns the names
     built from source.
 
@@ -372,7 +376,11 @@ def download_dependencies(reqs: list[str], dest: Path) -> list[str]:
     built_dir = dest / "built"
     built_dir.mkdir(parents=True, exist_ok=True)
     built: list[str] = []
+    todo = list(sdist_first)
     for _ in range(MAX_SOURCE_BUILDS + 1):
+        if todo:
+            _build_from_source(todo, built_dir)
+            built += todo
         r = subprocess.run(_download_cmd(dest, built_dir) + reqs, capture_output=True, text=True)
         if r.returncode == 0:
             return built
@@ -383,23 +391,26 @@ def download_dependencies(reqs: list[str], dest: Path) -> list[str]:
             hint = (f"the wheels built here for {again} do not fit CPython {PY_TARGET[0]} manylinux: build the images "
                     f"with a Python {PY_TARGET[0]} interpreter" if again else "see pip's output")
             raise ImageBuildError(f"pip download of the image's dependencies failed ({hint}):\n{out[-3000:]}")
-        if not _host_builds_target_wheels():
-            raise ImageBuildError(
-                f"{todo} ship no CPython {PY_TARGET[0]} wheel and must be built from source with a CPython "
-                f"{PY_TARGET[0]} interpreter on Linux; this one is {platform.python_implementation()} "
-                f"{platform.python_version()} on {sys.platform}: run `arlarena containers build` from a Python "
-                f"{PY_TARGET[0]} venv")
-        for name in todo:
-            _log(f"{name} has no CPython {PY_TARGET[0]} wheel on the index: building it from its sdist here "
-                 "(pip's wheel cache first; a cold fast-downward-textworld compile takes minutes)")
-            t0 = time.monotonic()
-            _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(built_dir), name])
-            _log(f"{name}: wheel ready in {time.monotonic() - t0:.0f} s")
-            built.append(name)
     raise ImageBuildError(f"more than {MAX_SOURCE_BUILDS} dependencies need building from source ({built}); check the requirements")
 
 
-def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
+def _build_from_source(names: list[str], built_dir: Path) -> None:
+    """`pip wheel --no-deps NAMES` into built_dir, through pip's wheel cache."""
+    if not _host_builds_target_wheels():
+        raise ImageBuildError(
+            f"{names} ship no CPython {PY_TARGET[0]} wheel and must be built from source with a CPython "
+            f"{PY_TARGET[0]} interpreter on Linux; this one is {platform.python_implementation()} "
+            f"{platform.python_version()} on {sys.platform}: run `arlarena containers build` from a Python "
+            f"{PY_TARGET[0]} venv")
+    _log(f"{', '.join(names)}: no CPython {PY_TARGET[0]} wheel on the index; building from the sdists here "
+         "(from pip's wheel cache when a venv install built them already; a cold fast-downward-textworld "
+         "compile takes minutes)")
+    t0 = time.monotonic()
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(built_dir), *names])
+    _log(f"built from source in {time.monotonic() - t0:.0f} s")
+
+
+def build_wheelhouse(extras: Iterable[str], out: Path | None = None, sdist_first: Iterable[str] = ()) -> Path:
     """wheels/ for CPython 3.11 Linux: dependencies (cached by requirement set) + the project wheel."""
     extras = sorted(set(extras))
     reqs = requirements(extras)
@@ -409,7 +420,7 @@ def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
         _log(f"downloading {len(reqs)} dependencies as CPython 3.11 wheels into {deps}")
         deps.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        built = download_dependencies(reqs, deps)
+        built = download_dependencies(reqs, deps, sdist_first)
         (deps / ".complete").write_text("\n".join(reqs))
         _log(f"wheelhouse ready in {time.monotonic() - t0:.0f} s" + (f" (built from source: {', '.join(built)})" if built else ""))
     out = out or Path(tempfile.mkdtemp(prefix="arlarena-wheels-"))
@@ -487,7 +498,7 @@ def build(families: Iterable[str] | None = None, *, offline_base: bool = False, 
     failed: dict[str, str] = {}
     for extras, fams in groups.items():
         try:
-            wheels = build_wheelhouse(extras)
+            wheels = build_wheelhouse(extras, sdist_first=sorted({d for n in fams for d in FAMILIES[n].sdist_only}))
         except ImageBuildError as e:
             failed.update({n: str(e) for n in fams})
             continue

@@ -80,22 +80,25 @@ def _episode(env, seed, n=12):
     return out
 
 
+# (env id, seed of the single-client episode): games generated in the container (TextWorld's
+# tw-make + Inform 7, ALFWorld's generator) must be the games generated here, so TextWorld and
+# ALFWorld replay seed 5, which the pool's container has generated already (a new game costs
+# seconds); Sokoban and WebShop take a fresh seed
 ENV_PARAMS = [
-    pytest.param(SOKOBAN, id="sokoban"),
+    pytest.param(SOKOBAN, 9, id="sokoban"),
     pytest.param(
         WEBSHOP,
+        9,
         id="webshop",
         marks=pytest.mark.skipif(not (ROOT / "registry" / "WebShop-v0.yaml").exists(), reason="registry/WebShop-v0.yaml does not exist yet"),
     ),
-    # games generated inside the container (TextWorld's tw-make + Inform 7, ALFWorld's generator)
-    # must be the games generated here: same seeds -> same observations, rewards and state hashes
-    pytest.param(TEXTWORLD, id="textworld"),
-    pytest.param(ALFWORLD, id="alfworld"),
+    pytest.param(TEXTWORLD, 5, id="textworld"),
+    pytest.param(ALFWORLD, 5, id="alfworld"),
 ]
 
 
-@pytest.mark.parametrize("env_id", ENV_PARAMS)
-def test_transcript_parity_inprocess_vs_container(engine, images, env_id):
+@pytest.mark.parametrize(("env_id", "episode_seed"), ENV_PARAMS)
+def test_transcript_parity_inprocess_vs_container(engine, images, env_id, episode_seed):
     from arlarena_envs.pools import make_pool
 
     seeds = [0, 5, 5]
@@ -118,7 +121,7 @@ def test_transcript_parity_inprocess_vs_container(engine, images, env_id):
         w = pool.workers[0]
         remote = arlarena_envs.make(env_id, backend="remote", url=w.url, token=w.token).unwrapped
         try:
-            assert _episode(remote, 9) == _episode(arlarena_envs.make(env_id).unwrapped, 9)
+            assert _episode(remote, episode_seed) == _episode(arlarena_envs.make(env_id).unwrapped, episode_seed)
         finally:
             remote.close()
 
