@@ -3,6 +3,7 @@
     arlarena containers build                    # every registered family
     arlarena containers build --family sokoban   # just one
     arlarena containers build --offline-base     # air-gapped: base image from Debian packages
+    arlarena containers sif --family textworld   # Apptainer/Singularity image, same wheelhouse
 
 Images are tagged `arlarena/<family>:<package version>-<env spec fingerprint>` (and `:latest`),
 so an env change (new golden fingerprints) gives a new tag. The build context holds the
@@ -523,6 +524,75 @@ def ensure_image(env_id: str, **kw: Any) -> str:
     return build([fam.name], **kw)[fam.name]
 
 
+# ------------------------------------------------------------------------------ Apptainer
+
+
+def apptainer_command() -> list[str]:
+    """How to call Apptainer: $ARLARENA_APPTAINER (a command line, e.g. a wrapper), else
+    `apptainer` or `singularity` (SingularityCE >= 4 takes the same --build-arg) from PATH."""
+    import shlex
+
+    explicit = os.environ.get("ARLARENA_APPTAINER")
+    if explicit:
+        return shlex.split(explicit)
+    for name in ("apptainer", "singularity"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise MissingDependencyError(
+        "building a SIF needs Apptainer (https://apptainer.org/docs/admin/main/installation.html; Debian packages "
+        "it only in sid, needing glibc >= 2.38: not installable on bookworm) or SingularityCE >= 4 on PATH; "
+        "or set ARLARENA_APPTAINER to the command that runs it (docs/containers.md, Apptainer)"
+    )
+
+
+def base_archive(suite: str | None = None) -> Path:
+    """The offline base image as a `docker save` archive (what the .def bootstraps from), built
+    and cached by `arlarena containers build --offline-base` (needs Docker once, on any machine)."""
+    cached = cache_dir() / "base" / f"python-base-3.11-{suite or _suite()}.tar.gz"
+    if not cached.is_file():
+        try:
+            client = docker_client()
+        except DockerUnavailableError as e:
+            raise ImageBuildError(
+                f"no base image archive at {cached} and no Docker engine to build it ({e}). On a machine with "
+                "Docker run `arlarena containers build --offline-base` and copy that file here (same path, or "
+                "ARLARENA_CACHE_DIR), or bootstrap the .def from Debian instead (docs/containers.md, Apptainer)"
+            ) from e
+        build_offline_base(client, suite=suite)
+    return cached
+
+
+def build_sif(family: str, out: Path | None = None, *, force: bool = False) -> Path:
+    """`<family>.sif` from containers/apptainer/arlarena.def: the family's wheelhouse (the same
+    as for its Docker image) installed into the offline base, with no network."""
+    fam = FAMILIES[family]
+    if not registered(fam):
+        raise ConfigError(f"family {family!r} has no registered env ids ({fam.env_ids}); nothing to serve")
+    out = Path(out or f"{family}.sif").resolve()
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    cmd = apptainer_command()
+    from arlarena_envs import __version__
+
+    t0 = time.monotonic()
+    wheels = build_wheelhouse(fam.extras, sdist_first=fam.sdist_only)
+    try:
+        tar = wheels / "base.tar"  # the docker-archive bootstrap reads an uncompressed archive
+        with gzip.open(base_archive(), "rb") as src, open(tar, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        args = {"BASE_TAR": str(tar), "WHEELS": str(wheels), "VERSION": __version__, "EXTRAS": ",".join(fam.extras),
+                "FAMILY": fam.name, "ENV_IDS": " ".join(registered(fam))}
+        build_args = [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
+        definition = repo_root() / "containers" / "apptainer" / "arlarena.def"
+        _log(f"apptainer build {out.name} (family {fam.name})")
+        _run([*cmd, "build", "--force", *build_args, str(out), str(definition)], cwd=str(wheels))
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
+    _log(f"{out} built in {time.monotonic() - t0:.0f} s ({out.stat().st_size / 1e6:.0f} MB)")
+    return out
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
@@ -534,6 +604,10 @@ def add_containers_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--base", default=None, help="use this base image instead (must have python3 with venv)")
     b.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     sub.add_parser("list", help="list the families and their image tags")
+    sif = sub.add_parser("sif", help="build an Apptainer/Singularity image (SIF) of a family, offline, from the same wheelhouse")
+    sif.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    sif.add_argument("-o", "--output", default=None, help="the SIF to write (default: ./<family>.sif)")
+    sif.add_argument("--force", action="store_true", help="overwrite the output")
 
 
 def main_containers(args: argparse.Namespace) -> int:
@@ -541,6 +615,9 @@ def main_containers(args: argparse.Namespace) -> int:
         for name, fam in FAMILIES.items():
             ids = registered(fam)
             print(f"{name:<10} {image_tag(fam) if ids else '-':<40} {', '.join(ids) or '(no registered env ids)'}")
+        return 0
+    if args.action == "sif":
+        print(build_sif(args.family, Path(args.output) if args.output else None, force=args.force))
         return 0
     built = build(args.family, offline_base=args.offline_base, base=args.base, force=args.force)
     for name, tag in built.items():
