@@ -583,10 +583,12 @@ def build_sif(family: str, out: Path | None = None, *, force: bool = False) -> P
             shutil.copyfileobj(src, dst, 1 << 20)
         args = {"BASE_TAR": str(tar), "WHEELS": str(wheels), "VERSION": __version__, "EXTRAS": ",".join(fam.extras),
                 "FAMILY": fam.name, "ENV_IDS": " ".join(registered(fam))}
-        build_args = [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
+        # a file, not --build-arg: apptainer splits --build-arg values at commas (EXTRAS has them)
+        arg_file = wheels / "build-args"
+        arg_file.write_text("".join(f"{k}={v}\n" for k, v in args.items()))
         definition = repo_root() / "containers" / "apptainer" / "arlarena.def"
         _log(f"apptainer build {out.name} (family {fam.name})")
-        _run([*cmd, "build", "--force", *build_args, str(out), str(definition)], cwd=str(wheels))
+        _run([*cmd, "build", "--force", "--build-arg-file", str(arg_file), str(out), str(definition)], cwd=str(wheels))
     finally:
         shutil.rmtree(wheels, ignore_errors=True)
     _log(f"{out} built in {time.monotonic() - t0:.0f} s ({out.stat().st_size / 1e6:.0f} MB)")

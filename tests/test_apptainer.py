@@ -62,7 +62,8 @@ def test_sif_serves_an_episode_like_in_process(apptainer, sif):
     from arlarena_envs.pools.remote import wait_healthy
 
     port = _free_port()
-    server = subprocess.Popen([*apptainer, "run", str(sif), SOKOBAN, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # options only: the runscript serves the family's env ids (Sokoban's: just SOKOBAN)
+    server = subprocess.Popen([*apptainer, "run", str(sif), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, 120, alive=lambda: server.poll() is None)
