@@ -58,15 +58,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sif_serves_an_episode_like_in_process(apptainer, sif):
+def test_sif_serves_an_episode_like_in_process(apptainer, sif, tmp_path):
     from arlarena_envs.pools.remote import wait_healthy
 
     port = _free_port()
+    log = tmp_path / "server.log"
     # options only: the runscript serves the family's env ids (Sokoban's: just SOKOBAN)
-    server = subprocess.Popen([*apptainer, "run", str(sif), "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    with open(log, "wb") as out:
+        server = subprocess.Popen([*apptainer, "run", str(sif), "--port", str(port)], stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, 120, alive=lambda: server.poll() is None)
+        try:
+            wait_healthy(url, 120, alive=lambda: server.poll() is None)
+        except Exception as e:
+            raise AssertionError(f"the SIF's server did not become healthy ({e}); its output:\n{log.read_text()[-3000:]}") from e
         remote = arlarena_envs.make(SOKOBAN, backend="remote", url=url).unwrapped
         local = arlarena_envs.make(SOKOBAN).unwrapped
         try:
