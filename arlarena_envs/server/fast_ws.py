@@ -72,6 +72,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.scope_id = f"ws-fast-{next(self._ids)}"  # creates without a client_id replay per connection
         self.pending: collections.deque[str | bytes] = collections.deque()
         self.responder: asyncio.Task | None = None
+        self.write_paused = False
         del self.response.headers["Date"]
         self.response.headers.update([(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.default_headers])
         self.handshake_complete = True
@@ -128,9 +129,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _enqueue(self, raw: str | bytes, parsed: Any = None) -> None:
         self.pending.append((raw, parsed))  # type: ignore[arg-type]
-        if len(self.pending) >= MAX_QUEUED and not self.read_paused:
-            self.read_paused = True
-            self.transport.pause_reading()
+        self._flow()
         if self.responder is None:
             self.responder = self.loop.create_task(self._respond())
             self.tasks.add(self.responder)
@@ -142,9 +141,7 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
         try:
             while self.pending and not self.disconnected:
                 raw, parsed = self.pending.popleft()
-                if self.read_paused and len(self.pending) < MAX_QUEUED // 2 and not self.close_sent:
-                    self.read_paused = False
-                    self.transport.resume_reading()
+                self._flow()
                 try:
                     data = parsed if parsed is not None else manager.parse_text(raw)
                     body = data[1] if isinstance(data, tuple) else (await run(data, self.scope_id))[1]
@@ -154,9 +151,33 @@ class FastWebSocketProtocol(WebSocketsSansIOProtocol):
                 self._reply(body)
         finally:
             self.responder = None
-            if self.read_paused and not self.close_sent and not self.disconnected:
-                self.read_paused = False
-                self.transport.resume_reading()
+            self._flow()
+
+    def _flow(self) -> None:
+        """Read while the responder has few frames waiting and the client takes its replies
+        (the transport's write buffer is under its high-water mark); else pause reading, so a
+        client that sends without reading cannot make the server buffer without bound."""
+        if self.close_sent or self.disconnected:
+            return
+        stop = len(self.pending) >= MAX_QUEUED or self.write_paused
+        if stop and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif not stop and self.read_paused and len(self.pending) < MAX_QUEUED // 2:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if getattr(self, "fast", False):
+            self.write_paused = True
+            self._flow()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if getattr(self, "fast", False):
+            self.write_paused = False
+            self._flow()
 
     def _reply(self, body: str) -> None:
         if self.close_sent or self.disconnected or self.transport.is_closing():
