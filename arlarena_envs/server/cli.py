@@ -19,6 +19,9 @@ from pathlib import Path
 from arlarena_envs.errors import ConfigError
 
 DEFAULT_TOKEN_ENV = "ARLARENA_SERVER_TOKEN"
+# pending connections the kernel queues before accept (it caps this at net.core.somaxconn): a
+# trainer that opens thousands of sessions at once must not see dropped handshakes
+LISTEN_BACKLOG = 4096
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -147,7 +150,7 @@ def main_serve(args: argparse.Namespace) -> int:
             sock.bind((args.host, args.port))
         except OSError as e:
             raise ConfigError(f"cannot bind {args.host}:{args.port} ({e}); pick another --port (0: any free one)") from e
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     url = f"http://{shown}:{port}"

@@ -312,7 +312,7 @@ def reuseport_socket(host: str, port: int, *, listen: bool) -> socket.socket:
         s.close()
         raise ConfigError(f"cannot bind {host}:{port} ({e}); pick another --port (0: any free one)") from e
     if listen:
-        s.listen(2048)
+        s.listen(4096)  # as server.cli.LISTEN_BACKLOG (the kernel caps it at somaxconn)
     return s
 
 
