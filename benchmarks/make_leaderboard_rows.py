@@ -112,7 +112,7 @@ def trained_rows(args: argparse.Namespace) -> int:
     import torch
 
     from arlarena_envs.leaderboard.render import render
-    from arlarena_envs.leaderboard.trained import evaluate_trained
+    from arlarena_envs.leaderboard.trained_row import evaluate_trained
 
     torch.set_num_threads(args.torch_threads)
     os.chdir(ROOT)  # rows name repo-relative paths only

@@ -75,7 +75,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     if args.training_run:
-        from arlarena_envs.leaderboard.trained import evaluate_trained
+        from arlarena_envs.leaderboard.trained_row import evaluate_trained
 
         if args.episodes is not None or args.max_steps is not None or args.backend != "inprocess":
             raise ConfigError("--training-run evaluates under the full protocol in process: drop --episodes / --max-steps / --backend")

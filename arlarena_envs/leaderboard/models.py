@@ -271,3 +271,8 @@ class LeaderboardRow(_Model):
     provenance: Provenance
     records: list[EpisodeSummary] = Field(default_factory=list, description="per-episode figures the row is computed from")
     records_digest: str = Field("", description="digest_records(records): render recomputes it and the figures")
+
+    def result_dump(self) -> dict[str, Any]:
+        """The row without the time it was written (`provenance.evaluated_at`): equal for two
+        evaluations of the same policy under the same protocol and code."""
+        return self.model_dump(mode="json", exclude={"provenance": {"evaluated_at"}})
