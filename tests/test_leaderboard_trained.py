@@ -258,3 +258,19 @@ def test_policy_env_matrix_average_skips_missing_cells(tmp_path):
 
     page = render_html(rows)
     assert 'class="num missing"' in page and html.escape(MATRIX_NOTE) in page
+
+
+@pytest.mark.slow
+def test_cli_training_run(tiny_model, tmp_path, monkeypatch, capsys):
+    from arlarena_envs.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    run = _fake_run(Path("runs"), model=tiny_model)
+    code = cli_main(["leaderboard", "evaluate", "--env", SOKO, "--training-run", str(run), "--checkpoint-rule", "best-eval",
+                     "--episodes", "1", "--max-steps", "1", "--out", "lb", "--results", "res", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 0 and "not copied" in out.err and f"hf:res/runs/{run.name}/policy" in out.out
+    row = LeaderboardRow.model_validate_json((Path("lb") / "Sokoban-v0" / f"hf_res_runs_{run.name}_policy" / "row.json").read_text())
+    assert row.provenance.training.checkpoint_step == 2 and row.provenance.checkpoint_rule == "best-eval (step 2)"
+    assert cli_main(["leaderboard", "evaluate", "--env", SOKO]) != 0
+    assert "or --training-run RUN_DIR" in capsys.readouterr().err

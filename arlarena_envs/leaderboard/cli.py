@@ -77,15 +77,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.training_run:
         from arlarena_envs.leaderboard.trained_row import evaluate_trained
 
-        if args.episodes is not None or args.max_steps is not None or args.backend != "inprocess":
-            raise ConfigError("--training-run evaluates under the full protocol in process: drop --episodes / --max-steps / --backend")
+        if args.backend != "inprocess" or args.stability_run:
+            raise ConfigError("--training-run evaluates in process and takes the stability score from the run itself: "
+                              "drop --backend / --stability-run")
         row, dest = evaluate_trained(
             args.training_run, args.env, rule=args.checkpoint_rule or "last", results_dir=args.results or "results",
             out_dir=args.out, samples_per_task=args.samples, policy=args.policy, resume=not args.no_resume, progress=progress,
+            episodes=args.episodes, max_steps=args.max_steps,
         )
         if tty and not args.quiet:
             print(file=sys.stderr)
-        print(f"row: {dest}")
+        if dest is None:
+            print(f"row not copied to {args.results or 'results'}/: evaluated with overrides {row.provenance.overrides}, "
+                  "so not comparable", file=sys.stderr)
+        else:
+            print(f"row: {dest}")
         print(_summary(row))
         return 0
     row = evaluate(
