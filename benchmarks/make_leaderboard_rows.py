@@ -9,7 +9,8 @@ a leaderboard protocol, then render results/LEADERBOARD.md and results/leaderboa
 oracle rows: the checkpoint picked by --checkpoint-rule (last, best-eval, step:N), evaluated on
 --trained-env (default: the env the run trained on) with --samples episodes per task (pass@k),
 its small artefacts copied to results/runs/<run name>/ (config, metrics log, stability report,
-the weights when under 2 MB), provenance and stability score in the row.
+the weights when under 2 MB), provenance and stability score in the row. `--trained DIR=NAME`
+names that folder (needed when run folders share a name, e.g. runs/bench_trainer/s*/sampo).
 
 Each (env, policy) runs `arlarena_envs.leaderboard.evaluate` under the env's fixed protocol
 (episode files in --out, resumable; rows in --results/<Env>-vN/<policy>.json). An env that
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="processes per (env, policy) pair (same results)")
     ap.add_argument("--strict", action="store_true", help="fail when an env cannot be evaluated here")
     ap.add_argument("--prune", action="store_true", help="delete rows of envs that are no longer registered")
-    ap.add_argument("--trained", action="append", default=[], metavar="RUN_DIR", help="a trainer run dir whose checkpoint gets a row (repeatable)")
+    ap.add_argument("--trained", action="append", default=[], metavar="RUN_DIR[=NAME]",
+                    help="a trainer run dir whose checkpoint gets a row (repeatable); NAME: its folder under results/runs/ "
+                         "(default: the run folder's name)")
     ap.add_argument("--checkpoint-rule", default="last", help="with --trained: last (default), best-eval or step:N")
     ap.add_argument("--trained-env", help="with --trained: env to evaluate on (default: the run's env.env_id)")
     ap.add_argument("--samples", type=int, default=1, help="with --trained: episodes per task (n of pass@k)")
@@ -118,12 +121,13 @@ def trained_rows(args: argparse.Namespace) -> int:
     os.chdir(ROOT)  # rows name repo-relative paths only
     results = os.path.relpath(Path(args.results).resolve(), ROOT)
     out = os.path.relpath(Path(args.out).resolve(), ROOT)
-    for run in args.trained:
+    for item in args.trained:
+        run, _, name = item.partition("=")
         run_dir = Path(run).resolve()
         env_id = args.trained_env or json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["env"]["env_id"]
         t0 = time.perf_counter()
         row, dest = evaluate_trained(os.path.relpath(run_dir, ROOT), env_id, rule=args.checkpoint_rule, results_dir=results,
-                                     out_dir=out, samples_per_task=args.samples)
+                                     out_dir=out, samples_per_task=args.samples, run_name=name or None)
         t = row.provenance.training
         passk = ", ".join(f"pass@{k} {v:.3f}" for k, v in sorted(row.pass_at_k.items())) or f"pass@1 {row.success.mean:.3f}"
         print(f"ok      {env_id} {row.policy}: success {row.success.fmt(3)}, {passk}, steps {row.steps.fmt(1)}, "

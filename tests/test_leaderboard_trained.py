@@ -191,6 +191,17 @@ def test_evaluate_trained_end_to_end_with_an_hf_checkpoint(tiny_model, tmp_path,
     assert not big.provenance.training.weights_in_repo and "policy" not in big.provenance.training.artefacts
     with pytest.raises(ConfigError, match="is not the checkpoint"):
         evaluate_trained(run, SOKO, rule="last", policy=f"hf:{run}/checkpoints/step_000002", results_dir="r3", episodes=1)
+    # another run whose folder has the same name is refused, not written over; a name resolves it
+    other = _fake_run(Path("elsewhere"), model=tiny_model)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["trainer"]["seed"] = 4
+    (other / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="holds the artefacts of another run"):
+        evaluate_trained(other, SOKO, results_dir="results", out_dir="lb", episodes=1, max_steps=1, sampling=samp)
+    named, _ = evaluate_trained(other, SOKO, results_dir="results", out_dir="lb", episodes=1, max_steps=1, sampling=samp,
+                                run_name="sampo-s4")
+    assert named.provenance.training.run_name == "sampo-s4" and named.policy == "hf:results/runs/sampo-s4/policy"
+    assert named.provenance.training.seed == 4
 
 
 # ------------------------------------------------------------------ rendering trained rows

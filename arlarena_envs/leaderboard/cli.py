@@ -37,6 +37,7 @@ def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--stability-run", help="training run dir: put its `arlarena stability` score in the row")
     ev.add_argument("--training-run", help="a trainer run dir (`arlarena train --run-dir`): evaluate its checkpoint picked by "
                     "--checkpoint-rule, copy its small artefacts to <results>/runs/<name>/, record its provenance and stability score")
+    ev.add_argument("--run-name", help="with --training-run: the folder name under <results>/runs/ (default: the run folder's name)")
     ev.add_argument("--samples", type=int, default=1, help="episodes per task for a sampling policy (n of pass@k; default 1)")
     ev.add_argument("--torch-threads", type=int, help="torch.set_num_threads for hf: policies on CPU (1 is fastest on a shared box)")
     ev.add_argument("--no-resume", action="store_true", help="delete episode files of an earlier run and start over")
@@ -83,7 +84,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         row, dest = evaluate_trained(
             args.training_run, args.env, rule=args.checkpoint_rule or "last", results_dir=args.results or "results",
             out_dir=args.out, samples_per_task=args.samples, policy=args.policy, resume=not args.no_resume, progress=progress,
-            episodes=args.episodes, max_steps=args.max_steps,
+            episodes=args.episodes, max_steps=args.max_steps, run_name=args.run_name,
         )
         if tty and not args.quiet:
             print(file=sys.stderr)

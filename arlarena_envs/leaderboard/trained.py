@@ -195,12 +195,13 @@ def export_run(run_dir: str | Path, dest: str | Path, checkpoint: Path,
 
 
 def training_provenance(run_dir: str | Path, rule: str, step: int, checkpoint: Path, *, artefacts: dict[str, str],
-                        weights_in_repo: bool, config_ref: str | None = None) -> TrainingProvenance:
+                        weights_in_repo: bool, config_ref: str | None = None, run_name: str | None = None) -> TrainingProvenance:
     """The `provenance.training` block of a row for checkpoint `checkpoint` (step `step`) of
     `run_dir`, picked by `rule`; artefacts are paths relative to the results folder.
     regenerate: the launcher's recorded command, else `arlarena train --config <config_ref>`
     (the resolved config.json is valid YAML, so it re-trains the same config)."""
     run_dir = Path(run_dir)
+    name = run_name or run_dir.resolve().name
     cfg = run_config(run_dir)
     launch = _read_json(run_dir / "provenance.json", "") if (run_dir / "provenance.json").exists() else {}
     commit, source = launch.get("code_commit"), "training run"
@@ -209,10 +210,10 @@ def training_provenance(run_dir: str | Path, rule: str, step: int, checkpoint: P
     trainer = cfg.get("trainer", {})
     weights = checkpoint / "model.safetensors"
     regenerate = launch.get("command") or (
-        f"arlarena train --config {config_ref or run_dir / 'config.json'} --run-dir runs/{run_dir.name}")
+        f"arlarena train --config {config_ref or run_dir / 'config.json'} --run-dir runs/{name}")
     regenerate += f"  # the evaluated weights: <run dir>/checkpoints/step_{step:06d}"
     return TrainingProvenance(
-        run_name=run_dir.name,
+        run_name=name,
         algorithm=str(cfg.get("algorithm", {}).get("name", "custom")),
         trained_env_id=str(cfg.get("env", {}).get("env_id", "")),
         config_digest=config_digest(cfg),

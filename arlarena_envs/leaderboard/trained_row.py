@@ -10,13 +10,17 @@ under an env's protocol, and write the row with its training provenance and stab
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 from arlarena_envs.errors import ConfigError
 from arlarena_envs.leaderboard.trained import (
     MAX_COMMITTED_WEIGHTS_BYTES,
+    config_digest,
     export_run,
+    run_config,
     select_checkpoint,
     training_provenance,
 )
@@ -37,6 +41,7 @@ def evaluate_trained(
     episodes: int | None = None,
     max_steps: int | None = None,
     sampling: Any = None,
+    run_name: str | None = None,
 ) -> tuple[Any, Path | None]:
     """The leaderboard row of a trainer run's checkpoint: pick it by `rule`, copy the run's small
     artefacts to `<results_dir>/runs/<run name>/` (with the weights when they fit in
@@ -44,7 +49,10 @@ def evaluate_trained(
     task), put the run's stability score and `provenance.training` in the row, and write the row
     to `<results_dir>/<Env>-vN/<policy slug>.json`. The evaluated policy is the committed copy
     when the weights were copied (the same file, sha256 recorded), else the checkpoint folder.
-    `policy` (`hf:PATH`, optional) must name the checkpoint the rule picks. Returns (row, the
+    `policy` (`hf:PATH`, optional) must name the checkpoint the rule picks. `run_name` (default:
+    the run folder's name) names the artefact folder; a folder already holding another run's
+    config is refused rather than overwritten (runs/bench_trainer/s0/sampo and .../s1/sampo
+    both end in `sampo`: name them). Returns (row, the
     row file or None when the evaluation had overrides: `episodes` / `max_steps` / `sampling`, for smoke tests)."""
     from arlarena_envs.leaderboard.evaluate import evaluate, policy_slug
     from arlarena_envs.registry import get_spec
@@ -55,12 +63,19 @@ def evaluate_trained(
         if not policy.startswith("hf:") or Path(policy[3:]).resolve() != ckpt.resolve():
             raise ConfigError(f"--policy {policy} is not the checkpoint that rule {rule!r} picks in {run_dir} ({ckpt}); "
                               f"pass --policy hf:{ckpt} or leave --policy out")
-    name = run_dir.resolve().name
+    name = run_name or run_dir.resolve().name
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*", name):
+        raise ConfigError(f"run name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder and a policy)")
     dest = results_dir / "runs" / name
+    if (dest / "config.json").exists():
+        theirs = config_digest(json.loads((dest / "config.json").read_text(encoding="utf-8")))
+        if theirs != config_digest(run_config(run_dir)):
+            raise ConfigError(f"{dest} holds the artefacts of another run (config digest {theirs}); give this run "
+                              f"another name (run_name / --run-name / --trained {run_dir}=NAME)")
     files, copied = export_run(run_dir, dest, ckpt, max_weight_bytes)
     artefacts = {k: f"runs/{name}/{v}" for k, v in files.items()}
     training = training_provenance(run_dir, rule, step, ckpt, artefacts=artefacts, weights_in_repo=copied,
-                                   config_ref=_rel(dest / "config.json"))
+                                   config_ref=_rel(dest / "config.json"), run_name=name)
     model = dest / "policy" if copied else ckpt
     spec_str = f"hf:{_rel(model)}"
     row = evaluate(env_id, spec_str, out_dir=out_dir, resume=resume, samples_per_task=samples_per_task,
