@@ -116,3 +116,27 @@ def test_trained_row_renders_in_chromium(chromium, trained_page, tmp_path):
     # pass@k and the provenance block
     assert "pass@1" in row.group(1) and t.config_digest in dom and f"step {t.checkpoint_step}" in dom
     assert "0123abcd (of the training run)" in dom
+
+
+def test_committed_trained_rows_render_in_chromium(chromium, tmp_path):
+    """The committed results/: every trained row shows on the page with its stability score and
+    links to artefacts that exist (the page is rendered elsewhere, so its links climb back)."""
+    from arlarena_envs.leaderboard import load_rows, render
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    trained = [r for r in load_rows(results) if r.provenance.training is not None] if results.is_dir() else []
+    if not trained:
+        pytest.skip("no trained rows committed under results/")
+    page = tmp_path / "site" / "leaderboard.html"
+    render(results, None, page)
+    dom = dump_dom(chromium, page.as_uri() + "#sort=stability-desc", tmp_path / "profile")
+    for r in trained:
+        tr = re.search(rf'<tr data-env="{re.escape(r.env_id)}" data-policy="{re.escape(r.policy)}">(.*?)</tr>', dom, re.S)
+        assert tr, r.policy
+        assert re.search(rf'data-key="stability" data-value="{re.escape(repr(r.stability_score))}"', tr.group(1))
+        hrefs = re.findall(r'<a class="artefact" data-artefact="[^"]+" href="([^"]+)"', tr.group(1))
+        assert len(hrefs) == len(r.provenance.training.artefacts)
+        assert all((page.parent / h).resolve().exists() for h in hrefs), hrefs
+        assert r.provenance.training.config_digest in dom
+    # sorted on stability, the trained rows (a score, even 0) come before every row without one
+    assert set(_order(dom)[: len(trained)]) == {r.policy for r in trained}

@@ -207,6 +207,7 @@ def test_evaluate_trained_end_to_end_with_an_hf_checkpoint(tiny_model, tmp_path,
 # ------------------------------------------------------------------ rendering trained rows
 
 
+@pytest.mark.slow
 def test_trained_row_renders_with_provenance_links_and_stability(tmp_path):
     results, trained = trained_results(tmp_path)
     site = tmp_path / "site"
@@ -229,6 +230,7 @@ def test_trained_row_renders_with_provenance_links_and_stability(tmp_path):
     assert hrefs and all((site / h).resolve().exists() for h in hrefs) and all(h.startswith("../results/") for h in hrefs)
 
 
+@pytest.mark.slow
 def test_render_rechecks_trained_rows_against_their_artefacts(tmp_path):
     results, trained = trained_results(tmp_path)
     t = trained.provenance.training
