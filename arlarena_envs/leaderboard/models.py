@@ -273,6 +273,7 @@ class LeaderboardRow(_Model):
     records_digest: str = Field("", description="digest_records(records): render recomputes it and the figures")
 
     def result_dump(self) -> dict[str, Any]:
-        """The row without the time it was written (`provenance.evaluated_at`): equal for two
-        evaluations of the same policy under the same protocol and code."""
-        return self.model_dump(mode="json", exclude={"provenance": {"evaluated_at"}})
+        """The row without when and from which checkout it was evaluated (`provenance.evaluated_at`,
+        `eval_code_commit`, which turns '+dirty' while files are edited): equal for two evaluations
+        of the same policy under the same protocol."""
+        return self.model_dump(mode="json", exclude={"provenance": {"evaluated_at", "eval_code_commit"}})
