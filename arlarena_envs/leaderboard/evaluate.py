@@ -269,9 +269,9 @@ def evaluate(
     if n < 1:
         raise ConfigError(f"episodes must be >= 1, got {n}")
     samp = sampling or lb.sampling
-    pol = policy if isinstance(policy, LeaderboardPolicy) else make_policy(policy, spec, samp)
     if samples_per_task < 1:
         raise ConfigError(f"samples_per_task must be >= 1, got {samples_per_task}")
+    pol = policy if isinstance(policy, LeaderboardPolicy) else make_policy(policy, spec, samp)
     if samples_per_task > 1 and (pol.kind == "oracle" or (pol.kind in ("hf", "openai") and samp.temperature <= 0)):
         pol.close()
         raise ConfigError(
