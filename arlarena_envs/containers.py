@@ -1,13 +1,15 @@
 """`arlarena containers build`: the wheelhouse and the env server images (one per env family).
 
-    arlarena containers build                    # registered families needing only the server extra
+    arlarena containers build                    # every registered family
     arlarena containers build --family sokoban   # just one
     arlarena containers build --offline-base     # air-gapped: base image from Debian packages
+    arlarena containers sif --family textworld   # Apptainer/Singularity image, same wheelhouse
 
 Images are tagged `arlarena/<family>:<package version>-<env spec fingerprint>` (and `:latest`),
 so an env change (new golden fingerprints) gives a new tag. The build context holds the
 family's Dockerfile (containers/<family>/Dockerfile) and `wheels/`: the project wheel plus its
-core and `server` dependencies for CPython 3.11 on Linux, so `pip` in the image never needs the
+core dependencies and the family's extras as CPython 3.11 Linux wheels (those that PyPI has only
+as sdists, like fast-downward-textworld, built here), so `pip` in the image never needs the
 network (`--no-index --find-links`).
 
 Base image: `python:3.11-slim` when it is present or can be pulled; otherwise (or with
@@ -56,12 +58,16 @@ class Family:
     env_ids: tuple[str, ...]
     extras: tuple[str, ...]
     data_env: tuple[str, ...] = ()  # env vars that point the envs at data mounted at /data
+    # dependencies PyPI has only as sdists: built into the wheelhouse up front (pip would name
+    # them one resolver pass at a time otherwise; download_dependencies still catches new ones)
+    sdist_only: tuple[str, ...] = ()
 
 
 FAMILIES: dict[str, Family] = {
     "sokoban": Family("sokoban", ("arlarena/Sokoban-v0",), ("server",)),
     "webshop": Family("webshop", ("arlarena/WebShop-v0", "arlarena/WebShop-original-v0"), ("server",), data_env=("ARLARENA_WEBSHOP_DATA",)),
-    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA")),
+    "textworld": Family("textworld", ("arlarena/TextWorld-v0", "arlarena/ALFWorld-v0"), ("server", "textworld", "alfworld"), data_env=("ARLARENA_DATA_DIR", "ALFWORLD_DATA"),
+                        sdist_only=("jericho", "fast-downward-textworld")),
 }
 
 
@@ -325,7 +331,87 @@ def _platforms() -> list[str]:
     return tags
 
 
-def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
+# pip's two ways of saying "this requirement has no wheel for the target": the resolver's
+# conflict report ("... no matching distributions available for your environment:" then one
+# name per indented line) and the plain "No matching distribution found for NAME"
+_NO_WHEEL_LIST = re.compile(r"no matching distributions? available for your environment:\s*\n((?:[ \t]+\S+[^\n]*\n?)+)", re.I)
+_NO_WHEEL_ONE = re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9._-]*)")
+MAX_SOURCE_BUILDS = 12  # sdist-only packages built on the host at most (textworld + alfworld: 2)
+
+
+def sdist_only(pip_output: str) -> list[str]:
+    """The requirement names pip reports as having no wheel for the target platform."""
+    names: list[str] = []
+    for m in _NO_WHEEL_LIST.finditer(pip_output):
+        names += [line.split()[0] for line in m.group(1).splitlines() if line.strip()]
+    names += _NO_WHEEL_ONE.findall(pip_output)
+    return list(dict.fromkeys(n.rstrip(";,") for n in names))
+
+
+def _download_cmd(dest: Path, find_links: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PY_TARGET[0],
+           "--implementation", "cp", "--abi", PY_TARGET[1], "-d", str(dest), "--find-links", str(find_links)]
+    for p in _platforms():
+        cmd += ["--platform", p]
+    return cmd
+
+
+def _host_builds_target_wheels() -> bool:
+    """Wheels built here from sdists are for CPython 3.11 on Linux (this interpreter is one)."""
+    return sys.implementation.name == "cpython" and f"{sys.version_info[0]}.{sys.version_info[1]}" == PY_TARGET[0] and sys.platform == "linux"
+
+
+def download_dependencies(reqs: list[str], dest: Path, sdist_first: Iterable[str] = ()) -> list[str]:
+    """Every dependency of `reqs` as a CPython 3.11 manylinux wheel in `dest`; returns the names
+    built from source.
+
+    `pip download --only-binary=:all: --platform manylinux... --python-version 3.11` resolves for
+    the image, not for this machine. A package that ships only an sdist (fast-downward-textworld
+    and jericho, under alfworld/textworld: both compile C/C++) makes that fail; pip names it, and
+    `pip wheel --no-deps NAME` builds it here into `dest/built/` — through pip's wheel cache, so a
+    venv install that compiled it already (CI's) is reused instead of compiling again — and the
+    download is retried with `--find-links dest/built`. The wheels built so are `py3-none-any`
+    (their native parts are executables / ctypes libraries), linked against this machine's C and
+    C++ runtime: build on a system no newer than the image's base (the offline base uses this
+    machine's own Debian suite)."""
+    built_dir = dest / "built"
+    built_dir.mkdir(parents=True, exist_ok=True)
+    built: list[str] = []
+    todo = list(sdist_first)
+    for _ in range(MAX_SOURCE_BUILDS + 1):
+        if todo:
+            _build_from_source(todo, built_dir)
+            built += todo
+        r = subprocess.run(_download_cmd(dest, built_dir) + reqs, capture_output=True, text=True)
+        if r.returncode == 0:
+            return built
+        out = r.stdout + r.stderr
+        todo = [n for n in sdist_only(out) if n.lower() not in {b.lower() for b in built}]
+        if not todo:
+            again = [n for n in sdist_only(out) if n.lower() in {b.lower() for b in built}]
+            hint = (f"the wheels built here for {again} do not fit CPython {PY_TARGET[0]} manylinux: build the images "
+                    f"with a Python {PY_TARGET[0]} interpreter" if again else "see pip's output")
+            raise ImageBuildError(f"pip download of the image's dependencies failed ({hint}):\n{out[-3000:]}")
+    raise ImageBuildError(f"more than {MAX_SOURCE_BUILDS} dependencies need building from source ({built}); check the requirements")
+
+
+def _build_from_source(names: list[str], built_dir: Path) -> None:
+    """`pip wheel --no-deps NAMES` into built_dir, through pip's wheel cache."""
+    if not _host_builds_target_wheels():
+        raise ImageBuildError(
+            f"{names} ship no CPython {PY_TARGET[0]} wheel and must be built from source with a CPython "
+            f"{PY_TARGET[0]} interpreter on Linux; this one is {platform.python_implementation()} "
+            f"{platform.python_version()} on {sys.platform}: run `arlarena containers build` from a Python "
+            f"{PY_TARGET[0]} venv")
+    _log(f"{', '.join(names)}: no CPython {PY_TARGET[0]} wheel on the index; building from the sdists here "
+         "(from pip's wheel cache when a venv install built them already; a cold fast-downward-textworld "
+         "compile takes minutes)")
+    t0 = time.monotonic()
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(built_dir), *names])
+    _log(f"built from source in {time.monotonic() - t0:.0f} s")
+
+
+def build_wheelhouse(extras: Iterable[str], out: Path | None = None, sdist_first: Iterable[str] = ()) -> Path:
     """wheels/ for CPython 3.11 Linux: dependencies (cached by requirement set) + the project wheel."""
     extras = sorted(set(extras))
     reqs = requirements(extras)
@@ -334,17 +420,15 @@ def build_wheelhouse(extras: Iterable[str], out: Path | None = None) -> Path:
     if not (deps / ".complete").exists():
         _log(f"downloading {len(reqs)} dependencies as CPython 3.11 wheels into {deps}")
         deps.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version", PY_TARGET[0],
-               "--implementation", "cp", "--abi", PY_TARGET[1], "-d", str(deps), "-q"]
-        for p in _platforms():
-            cmd += ["--platform", p]
-        _run(cmd + reqs)
+        t0 = time.monotonic()
+        built = download_dependencies(reqs, deps, sdist_first)
         (deps / ".complete").write_text("\n".join(reqs))
+        _log(f"wheelhouse ready in {time.monotonic() - t0:.0f} s" + (f" (built from source: {', '.join(built)})" if built else ""))
     out = out or Path(tempfile.mkdtemp(prefix="arlarena-wheels-"))
     # deps/ (stable: cached as its own image layer) and project/ (changes with every edit)
     (out / "deps").mkdir(parents=True, exist_ok=True)
     (out / "project").mkdir(parents=True, exist_ok=True)
-    for w in deps.glob("*.whl"):
+    for w in deps.glob("*.whl"):  # pip download copies the wheels it took from built/ here too
         shutil.copy2(w, out / "deps" / w.name)
     (out / "deps" / "requirements.txt").write_text("\n".join(reqs) + "\n")
     _log("building the project wheel")
@@ -394,9 +478,9 @@ def build_image(client: Any, family: str, base: str, wheels: Path, *, force: boo
 def build(families: Iterable[str] | None = None, *, offline_base: bool = False, base: str | None = None, force: bool = False) -> dict[str, str]:
     """Build the images of these families (default: every family with registered env ids)."""
     client = docker_client(timeout=600)
-    # default: the registered families that need only the server extra (TextWorld/ALFWorld pull
-    # packages that may have no CPython 3.11 wheels: build them with --family textworld)
-    names = list(families) if families else [f for f, fam in FAMILIES.items() if registered(fam) and set(fam.extras) <= {"server"}]
+    # default: every registered family (TextWorld/ALFWorld's sdist-only dependencies are built
+    # into the wheelhouse here: download_dependencies)
+    names = list(families) if families else [f for f, fam in FAMILIES.items() if registered(fam)]
     for n in names:
         if n not in FAMILIES:
             raise ConfigError(f"unknown family {n!r}; choose from {sorted(FAMILIES)}")
@@ -415,7 +499,7 @@ def build(families: Iterable[str] | None = None, *, offline_base: bool = False, 
     failed: dict[str, str] = {}
     for extras, fams in groups.items():
         try:
-            wheels = build_wheelhouse(extras)
+            wheels = build_wheelhouse(extras, sdist_first=sorted({d for n in fams for d in FAMILIES[n].sdist_only}))
         except ImageBuildError as e:
             failed.update({n: str(e) for n in fams})
             continue
@@ -440,17 +524,92 @@ def ensure_image(env_id: str, **kw: Any) -> str:
     return build([fam.name], **kw)[fam.name]
 
 
+# ------------------------------------------------------------------------------ Apptainer
+
+
+def apptainer_command() -> list[str]:
+    """How to call Apptainer: $ARLARENA_APPTAINER (a command line, e.g. a wrapper), else
+    `apptainer` or `singularity` (SingularityCE >= 4 takes the same --build-arg) from PATH."""
+    import shlex
+
+    explicit = os.environ.get("ARLARENA_APPTAINER")
+    if explicit:
+        return shlex.split(explicit)
+    for name in ("apptainer", "singularity"):
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise MissingDependencyError(
+        "building a SIF needs Apptainer (https://apptainer.org/docs/admin/main/installation.html; Debian packages "
+        "it only in sid, needing glibc >= 2.38: not installable on bookworm) or SingularityCE >= 4 on PATH; "
+        "or set ARLARENA_APPTAINER to the command that runs it (docs/containers.md, Apptainer)"
+    )
+
+
+def base_archive(suite: str | None = None) -> Path:
+    """The offline base image as a `docker save` archive (what the .def bootstraps from), built
+    and cached by `arlarena containers build --offline-base` (needs Docker once, on any machine)."""
+    cached = cache_dir() / "base" / f"python-base-3.11-{suite or _suite()}.tar.gz"
+    if not cached.is_file():
+        try:
+            client = docker_client()
+        except DockerUnavailableError as e:
+            raise ImageBuildError(
+                f"no base image archive at {cached} and no Docker engine to build it ({e}). On a machine with "
+                "Docker run `arlarena containers build --offline-base` and copy that file here (same path, or "
+                "ARLARENA_CACHE_DIR), or bootstrap the .def from Debian instead (docs/containers.md, Apptainer)"
+            ) from e
+        build_offline_base(client, suite=suite)
+    return cached
+
+
+def build_sif(family: str, out: Path | None = None, *, force: bool = False) -> Path:
+    """`<family>.sif` from containers/apptainer/arlarena.def: the family's wheelhouse (the same
+    as for its Docker image) installed into the offline base, with no network."""
+    fam = FAMILIES[family]
+    if not registered(fam):
+        raise ConfigError(f"family {family!r} has no registered env ids ({fam.env_ids}); nothing to serve")
+    out = Path(out or f"{family}.sif").resolve()
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    cmd = apptainer_command()
+    from arlarena_envs import __version__
+
+    t0 = time.monotonic()
+    wheels = build_wheelhouse(fam.extras, sdist_first=fam.sdist_only)
+    try:
+        tar = wheels / "base.tar"  # the docker-archive bootstrap reads an uncompressed archive
+        with gzip.open(base_archive(), "rb") as src, open(tar, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        args = {"BASE_TAR": str(tar), "WHEELS": str(wheels), "VERSION": __version__, "EXTRAS": ",".join(fam.extras),
+                "FAMILY": fam.name, "ENV_IDS": " ".join(registered(fam))}
+        # a file, not --build-arg: apptainer splits --build-arg values at commas (EXTRAS has them)
+        arg_file = wheels / "build-args"
+        arg_file.write_text("".join(f"{k}={v}\n" for k, v in args.items()))
+        definition = repo_root() / "containers" / "apptainer" / "arlarena.def"
+        _log(f"apptainer build {out.name} (family {fam.name})")
+        _run([*cmd, "build", "--force", "--build-arg-file", str(arg_file), str(out), str(definition)], cwd=str(wheels))
+    finally:
+        shutil.rmtree(wheels, ignore_errors=True)
+    _log(f"{out} built in {time.monotonic() - t0:.0f} s ({out.stat().st_size / 1e6:.0f} MB)")
+    return out
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
 def add_containers_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True)
     b = sub.add_parser("build", help="build the wheelhouse and the env server images")
-    b.add_argument("--family", action="append", choices=sorted(FAMILIES), help="family to build (repeatable; default: every registered family that needs only the server extra)")
+    b.add_argument("--family", action="append", choices=sorted(FAMILIES), help="family to build (repeatable; default: every registered family)")
     b.add_argument("--offline-base", action="store_true", help="build the Python base image from Debian packages (air-gapped)")
     b.add_argument("--base", default=None, help="use this base image instead (must have python3 with venv)")
     b.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     sub.add_parser("list", help="list the families and their image tags")
+    sif = sub.add_parser("sif", help="build an Apptainer/Singularity image (SIF) of a family, offline, from the same wheelhouse")
+    sif.add_argument("--family", required=True, choices=sorted(FAMILIES))
+    sif.add_argument("-o", "--output", default=None, help="the SIF to write (default: ./<family>.sif)")
+    sif.add_argument("--force", action="store_true", help="overwrite the output")
 
 
 def main_containers(args: argparse.Namespace) -> int:
@@ -458,6 +617,9 @@ def main_containers(args: argparse.Namespace) -> int:
         for name, fam in FAMILIES.items():
             ids = registered(fam)
             print(f"{name:<10} {image_tag(fam) if ids else '-':<40} {', '.join(ids) or '(no registered env ids)'}")
+        return 0
+    if args.action == "sif":
+        print(build_sif(args.family, Path(args.output) if args.output else None, force=args.force))
         return 0
     built = build(args.family, offline_base=args.offline_base, base=args.base, force=args.force)
     for name, tag in built.items():

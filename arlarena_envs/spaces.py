@@ -27,8 +27,18 @@ PRINTABLE = string.ascii_letters + string.digits + string.punctuation + " "
 class UnicodeText(Text):
     """Any `str` of length in [min_length, max_length]."""
 
+    _shared: dict[str, Any] = {}  # the charset tables of the first instance, shared by all
+
     def __init__(self, max_length: int, *, min_length: int = 0, seed: Any = None):
         super().__init__(max_length=max_length, min_length=min_length, charset=PRINTABLE, seed=seed)
+        # Gymnasium's Text builds a frozenset and a dict of numpy ints of its charset per
+        # instance (~14 KiB); every env holds two spaces, a server thousands of envs. The tables
+        # never change: every instance uses the first one's.
+        names = ("_char_set", "_char_list", "_char_index", "_char_str")
+        if not UnicodeText._shared:
+            UnicodeText._shared = {name: getattr(self, name) for name in names if hasattr(self, name)}
+        for name, value in UnicodeText._shared.items():
+            setattr(self, name, value)
 
     def contains(self, x: Any) -> bool:
         return isinstance(x, str) and self.min_length <= len(x) <= self.max_length

@@ -101,3 +101,35 @@ def test_offline_base_reads_the_apt_mirror():
 
     assert _debian_mirror().startswith(("http://", "https://", "file:/"))
     assert offline_base_tag("bookworm") == "arlarena/python-base:3.11-bookworm"
+
+
+def test_sdist_only_dependencies_are_read_from_both_of_pips_messages():
+    """pip names the requirements without a wheel for the image's platform in a resolver conflict
+    report or in a plain "No matching distribution"; the wheelhouse builds exactly those."""
+    from arlarena_envs.containers import FAMILIES, sdist_only
+
+    conflict = (
+        "ERROR: Cannot install textworld==1.6.2 and textworld==1.7.0 because these package versions have conflicting dependencies.\n"
+        "The conflict is caused by:\n    textworld 1.7.0 depends on jericho>=3.3.0\n\n"
+        "Additionally, some packages in these conflicts have no matching distributions available for your environment:\n"
+        "    jericho\n\nTo fix this you could try to:\n1. loosen the range of package versions you've specified\n"
+    )
+    plain = "ERROR: Could not find a version that satisfies the requirement fast-downward-textworld (from versions: none)\n" \
+            "ERROR: No matching distribution found for fast-downward-textworld\n"
+    assert sdist_only(conflict) == ["jericho"]
+    assert sdist_only(plain) == ["fast-downward-textworld"]
+    assert sdist_only("Successfully downloaded numpy") == []
+    assert set(FAMILIES["textworld"].sdist_only) == {"jericho", "fast-downward-textworld"}
+    assert FAMILIES["sokoban"].sdist_only == ()
+
+
+def test_every_registered_family_is_built_by_default(monkeypatch):
+    """`arlarena containers build` with no --family covers TextWorld/ALFWorld too (their C++
+    dependencies are built into the wheelhouse), so CI builds all three images."""
+    import arlarena_envs.containers as c
+
+    asked: list[str] = []
+    monkeypatch.setattr(c, "docker_client", lambda timeout=600: object())
+    monkeypatch.setattr(c, "_has_image", lambda client, name, key=None: asked.append(name) or True)
+    built = c.build()
+    assert set(built) == {f for f, fam in c.FAMILIES.items() if c.registered(fam)} == {"sokoban", "webshop", "textworld"}

@@ -1,4 +1,5 @@
-"""The Docker backend against a real engine: transcript parity in-process vs container, a
+"""The Docker backend against a real engine: transcript parity in-process vs container for every
+env family (Sokoban, WebShop, TextWorld, ALFWorld generated and official data mounted), a
 `docker kill` mid-episode (typed error, restart, truncated episode, other envs continue), the
 image runs as non-root, and no container of ours is left after the session.
 
@@ -21,6 +22,9 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parent.parent
 SOKOBAN = "arlarena/Sokoban-v0"
 WEBSHOP = "arlarena/WebShop-v0"
+TEXTWORLD = "arlarena/TextWorld-v0"
+ALFWORLD = "arlarena/ALFWorld-v0"
+ALFWORLD_SAMPLE = ROOT / ".." / "shared" / "data" / "alfworld-official-sample"
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +49,11 @@ def engine():
 
 @pytest.fixture(scope="module")
 def images(engine):
-    """Build (or find) the images of the registered families in one go (shared layers)."""
-    from arlarena_envs.containers import build
+    """Build (or find) the images of every registered family in one go (shared layers; the
+    textworld image's wheelhouse builds fast-downward-textworld and jericho from source)."""
+    from arlarena_envs.containers import FAMILIES, build
 
-    return build([f for f in ("sokoban", "webshop") if _registered(f)])
+    return build([f for f in FAMILIES if _registered(f)])
 
 
 def _registered(family):
@@ -75,18 +80,25 @@ def _episode(env, seed, n=12):
     return out
 
 
+# (env id, seed of the single-client episode): games generated in the container (TextWorld's
+# tw-make + Inform 7, ALFWorld's generator) must be the games generated here, so TextWorld and
+# ALFWorld replay seed 5, which the pool's container has generated already (a new game costs
+# seconds); Sokoban and WebShop take a fresh seed
 ENV_PARAMS = [
-    pytest.param(SOKOBAN, id="sokoban"),
+    pytest.param(SOKOBAN, 9, id="sokoban"),
     pytest.param(
         WEBSHOP,
+        9,
         id="webshop",
         marks=pytest.mark.skipif(not (ROOT / "registry" / "WebShop-v0.yaml").exists(), reason="registry/WebShop-v0.yaml does not exist yet"),
     ),
+    pytest.param(TEXTWORLD, 5, id="textworld"),
+    pytest.param(ALFWORLD, 5, id="alfworld"),
 ]
 
 
-@pytest.mark.parametrize("env_id", ENV_PARAMS)
-def test_transcript_parity_inprocess_vs_container(engine, images, env_id):
+@pytest.mark.parametrize(("env_id", "episode_seed"), ENV_PARAMS)
+def test_transcript_parity_inprocess_vs_container(engine, images, env_id, episode_seed):
     from arlarena_envs.pools import make_pool
 
     seeds = [0, 5, 5]
@@ -109,9 +121,36 @@ def test_transcript_parity_inprocess_vs_container(engine, images, env_id):
         w = pool.workers[0]
         remote = arlarena_envs.make(env_id, backend="remote", url=w.url, token=w.token).unwrapped
         try:
-            assert _episode(remote, 9) == _episode(arlarena_envs.make(env_id).unwrapped, 9)
+            assert _episode(remote, episode_seed) == _episode(arlarena_envs.make(env_id).unwrapped, episode_seed)
         finally:
             remote.close()
+
+
+@pytest.mark.skipif(not ALFWORLD_SAMPLE.is_dir(), reason="shared official ALFWorld sample absent (../shared/data/alfworld-official-sample)")
+def test_alfworld_official_data_mounted_read_only_gives_the_same_transcript(engine, images):
+    """Official ALFWorld games mounted at /data (DockerPool(data_dir=...)) play as in-process."""
+    import warnings
+
+    from arlarena_envs.pools import make_pool
+
+    sample = ALFWORLD_SAMPLE.resolve()
+    kwargs = {"split": "valid_seen", "official_allow_partial": True}  # the sample has 12 of 140 games
+    seeds = [0, 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "N of 140 games cannot be played": expected of a sample
+        local = [arlarena_envs.make(ALFWORLD, data_dir=sample, **kwargs).unwrapped for _ in seeds]
+        with make_pool(ALFWORLD, len(seeds), backend="docker", env_kwargs=kwargs, num_workers=1, image=images["textworld"],
+                       data_dir=sample, server_args=["--allow-kwarg", "official_allow_partial"]) as pool:
+            want = [e.reset_result(seed=s) for e, s in zip(local, seeds)]
+            assert pool.reset(seeds) == want
+            assert all(w[1].extra["source"] == "official" for w in want)
+            for _ in range(8):
+                acts = [e.oracle_action() or "look" for e in local]
+                assert pool.oracle_actions() == acts
+                want = [e.step_result(a) if e.observation is not None else None for e, a in zip(local, acts)]
+                assert pool.step(acts) == want
+                if any(r.done for r in want):
+                    break
 
 
 def test_docker_kill_truncates_and_the_pool_restarts_the_container(engine, sokoban_image):

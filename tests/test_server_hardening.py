@@ -263,8 +263,20 @@ def test_slow_ops_run_off_the_event_loop_by_default():
     with mgr.sessions[sid].lock:  # busy in a thread: a step must wait in a thread too
         assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
     assert not mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
-    mgr.step_cost[SOKOBAN] = 0.05  # an env whose steps turned out slow steps in threads
+    mgr.slow_share[SOKOBAN] = 0.9  # an env whose steps turned out slow steps in threads
     assert mgr.needs_thread({"op": "step", "session_id": sid, "action": "up"})
+
+
+def test_a_few_preempted_steps_do_not_send_a_fast_env_to_threads():
+    from arlarena_envs.server.app import SLOW_STEP_S, slow_share
+
+    share = None
+    for k in range(400):  # every 10th step preempted for 50 ms (a busy machine), the rest fast
+        share = slow_share(share, 0.05 if k % 10 == 0 else SLOW_STEP_S / 20)
+    assert share < 0.5
+    for _ in range(40):  # an env that now blocks on most steps: its median step is slow
+        share = slow_share(share, SLOW_STEP_S * 5)
+    assert share > 0.5
 
 
 _SLOW_CREATE_ENV = """

@@ -198,3 +198,16 @@ def test_np_random_owned_not_global():
     env.reset()
     env.step("up")
     assert (np.random.get_state()[1] == before).all()
+
+
+def test_text_spaces_share_their_charset_tables():
+    """Every env holds two UnicodeText spaces; their charset tables (frozenset, dict) are built
+    once and shared, so a server holding thousands of sessions does not keep thousands of copies."""
+    from arlarena_envs.spaces import UnicodeText
+
+    a, b = UnicodeText(20), UnicodeText(300, min_length=2, seed=3)
+    assert a._char_set is b._char_set and a._char_index is b._char_index
+    assert a.contains("any ünïcode ✓") and not b.contains("x") and b.contains("xy")
+    s = b.sample()
+    assert 2 <= len(s) <= 300 and all(ch in b._char_set for ch in s)
+    assert a == UnicodeText(20) and a != b

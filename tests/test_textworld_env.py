@@ -160,3 +160,29 @@ def test_pinned_game_with_other_digest_is_refused(cache: Path, tmp_path: Path):
             e.reset(seed=0)
     finally:
         e.close()
+
+
+@pytest.mark.slow
+def test_games_generated_in_threads_at_once_are_the_pinned_games():
+    """The env server resets sessions in worker threads; TextWorld's logic parser is one global
+    tatsu parser, and two threads generating at once broke it ("pop from empty list") until
+    generation took TEXTWORLD_LOCK."""
+    import threading
+
+    pin = {d.name: d.sha256 for d in get_spec("arlarena/TextWorld-v0").data}["easy/seed-0"]
+    digests: list[str] = []
+    errors: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            digests.append(game_digest(make_game(0, "easy")))
+        except BaseException as e:  # noqa: BLE001 - collected and reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=generate) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert digests == [pin] * 3

@@ -89,6 +89,50 @@ def test_pruned_search_equals_dense_scores_on_a_skewed_index(tmp_path, monkeypat
         idx.top_k("alpha", method="bogus")
 
 
+def _reference_top_k(scores, k):
+    """The plain definition: every positive score, sorted by (score desc, index asc), first k."""
+    hits = np.flatnonzero(scores > 0)
+    order = np.lexsort((hits, -scores[hits].astype(np.float64)))
+    return tuple(int(i) for i in hits[order[:k]])
+
+
+@pytest.mark.parametrize("block", [7, 64, 1 << 17])
+def test_blocked_dense_sum_and_sampled_top_k_equal_the_reference(embedded_store, monkeypatch, block):
+    """The dense path sums in blocks into a reused buffer and finds the k-th best from a sample
+    (small sizes forced here, so both run on a 2,000-document index): the same bits and the same
+    ranking as the reference scorer and the in-memory bm25s search."""
+    monkeypatch.setattr(disk_index, "SCORE_BLOCK", block)
+    monkeypatch.setattr(disk_index, "SAMPLE_MIN_DOCS", 0)
+    monkeypatch.setattr(disk_index, "SAMPLE_STRIDE", 16)
+    mem = load_embedded_catalogue(0, PER_TYPE)
+    idx = StoreCatalogue(embedded_store).index
+    buf = np.full(idx.num_docs, np.nan, dtype=np.float32)  # garbage in the buffer must not leak into sums
+    for q in _queries(mem, n=120, seed=4):
+        ids = idx.token_ids(q)
+        ref = idx.scores(q)
+        if not ids:
+            assert idx.top_k(q, method="dense") == () == mem.search(q)
+            continue
+        assert np.array_equal(idx.sum_scores(ids, buf), ref), q  # bit for bit
+        for k in (1, 5, 50, 3000):
+            assert top_k(ref, k) == _reference_top_k(ref, k), (q, k)
+        assert idx.top_k(q, method="dense") == _reference_top_k(ref, 50) == mem.search(q), q
+
+
+def test_sampled_top_k_keeps_ties_and_falls_back(monkeypatch):
+    monkeypatch.setattr(disk_index, "SAMPLE_MIN_DOCS", 0)
+    rng = np.random.default_rng(0)
+    flat = np.zeros(5000, np.float32)
+    flat[rng.choice(5000, 400, replace=False)] = 1.5  # 400 ties, sampled or not
+    flat[[3, 4999, 2500]] = [2.0, 2.0, 3.0]
+    sparse = np.zeros(5000, np.float32)
+    sparse[[10, 20, 4990]] = [0.5, 0.25, 0.5]  # fewer positives than k: every sample threshold is 0
+    skewed = rng.random(5000).astype(np.float32) ** 8
+    for scores in (flat, sparse, skewed, np.zeros(5000, np.float32)):
+        for k in (1, 3, 50, 401):
+            assert top_k(scores, k) == _reference_top_k(scores, k)
+
+
 def test_two_processes_map_the_same_store(embedded_store):
     """A second process opens the same files as memory maps and gets the same results."""
     st = StoreCatalogue(embedded_store)

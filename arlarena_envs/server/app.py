@@ -74,7 +74,8 @@ FORBIDDEN_KWARGS = frozenset({"backend", "url", "token", "render_mode"})
 # ops that may take long (catalogue builds, game generation, expert planning): off the event
 # loop in the default offload mode "auto"
 SLOW_OPS = frozenset({"create", "reset", "oracle"})
-SLOW_STEP_S = 0.002  # auto: an env whose steps average more than this steps in threads too
+SLOW_STEP_S = 0.002  # auto: an env whose typical (median) step takes longer than this steps in threads too
+SLOW_SHARE_ALPHA = 0.05  # weight of the latest step in the moving share of slow steps
 OFFLOAD_MODES = ("auto", "all", "none")
 
 
@@ -87,7 +88,7 @@ class ServerConfig:
     max_action_bytes: int = 256 * 1024
     token: str | None = None
     # where env calls run: "auto" (create/reset/oracle in threads, steps on the event loop
-    # while that env id's steps average under SLOW_STEP_S, in threads once they do), "all" (every call in threads), "none" (every call on the loop: a slow call blocks
+    # while that env id's median step is under SLOW_STEP_S, in threads once it is not), "all" (every call in threads), "none" (every call on the loop: a slow call blocks
     # every connection, /health included). True/False are read as "all"/"none".
     offload: str | bool = "auto"
     max_request_bytes: int | None = None  # one frame/body at most (default: 4 x max_action_bytes + 16 MiB)
@@ -154,6 +155,19 @@ class Session:
     busy: bool = False
 
 
+def slow_share(share: float | None, step_s: float) -> float:
+    """The moving share of slow steps after one more step of `step_s` seconds:
+
+        share' = (1 - a) * share + a * [step_s > SLOW_STEP_S]     (a = SLOW_SHARE_ALPHA; first: the indicator)
+
+    A share above 1/2 means the median step is slow. A median, not a mean of the times: on a
+    busy machine a fast step is now and then preempted for milliseconds, and a mean would then
+    send a fast env's steps to threads (far dearer than the steps), which loads the machine
+    more; the preempted steps are a small share, an env that blocks on every step is not."""
+    hit = 1.0 if step_s > SLOW_STEP_S else 0.0
+    return hit if share is None else (1 - SLOW_SHARE_ALPHA) * share + SLOW_SHARE_ALPHA * hit
+
+
 def _err_json(code: ErrorCode, message: str, request_id: str | None) -> str:
     return json.dumps(
         {"ok": False, "request_id": request_id, "error": {"code": code.value, "message": message, "status": HTTP_STATUS[code]}}
@@ -214,8 +228,9 @@ class SessionManager:
         self.errors_total: collections.Counter[str] = collections.Counter()
         self.created_total = self.closed_total = self.reaped_total = 0
         self.step_latency: collections.deque[float] = collections.deque(maxlen=20_000)
-        # env id -> moving average of its step time (auto offload: slow envs step in threads)
-        self.step_cost: dict[str, float] = {}
+        # env id -> moving share of its steps slower than SLOW_STEP_S (auto offload: an env whose
+        # share passes 1/2, i.e. whose median step is slow, steps in threads)
+        self.slow_share: dict[str, float] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -267,7 +282,7 @@ class SessionManager:
             sess = self.sessions.get(item.get("session_id")) if isinstance(item.get("session_id"), str) else None
             if sess is not None and sess.lock.locked():
                 return True  # the session is busy in a thread: waiting for it must not block the loop
-            if sess is not None and self.step_cost.get(sess.env_id, 0.0) > SLOW_STEP_S:
+            if sess is not None and self.slow_share.get(sess.env_id, 0.0) > 0.5:
                 return True  # this env's steps are slow (WebShop search, game engines)
         return False
 
@@ -345,7 +360,7 @@ class SessionManager:
             if op == "step":
                 dt = time.perf_counter() - t0
                 self.step_latency.append(dt)
-                self.step_cost[sess.env_id] = 0.9 * self.step_cost.get(sess.env_id, dt) + 0.1 * dt
+                self.slow_share[sess.env_id] = slow_share(self.slow_share.get(sess.env_id), dt)
             if rid is not None and op in MUTATING_OPS:
                 sess.replies[rid] = (fp, reply)
                 if len(sess.replies) > REPLAY_CACHE:
@@ -735,6 +750,16 @@ def create_app(config: ServerConfig, router: Any = None):  # -> fastapi.FastAPI 
 
     if router is not None:
         router.local, router.local_health, router.local_metrics = run_here, manager.health, manager.metrics
+
+    def inline_ok(data: Any) -> bool:
+        """Whether `run(data)` would answer on the event loop, here (server.fast_ws answers such
+        frames without a task)."""
+        return (router is None or router.is_local(data)) and not manager.needs_thread(data)
+
+    # the hooks server.fast_ws's WebSocket protocol answers `/ws` frames with (the same handling
+    # as the ASGI endpoint below, without an ASGI round trip per frame)
+    app.state.fast_ws = {"manager": manager, "run": run, "inline_ok": inline_ok, "needs_thread": _NeedsThread,
+                         "check_token": lambda header: check_token(config, header), "config": config}
 
     @app.get("/health")
     async def health() -> Response:

@@ -19,6 +19,9 @@ from pathlib import Path
 from arlarena_envs.errors import ConfigError
 
 DEFAULT_TOKEN_ENV = "ARLARENA_SERVER_TOKEN"
+# pending connections the kernel queues before accept (it caps this at net.core.somaxconn): a
+# trainer that opens thousands of sessions at once must not see dropped handshakes
+LISTEN_BACKLOG = 4096
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,8 +47,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-connections", type=int, default=None,
                    help="open connections at most (default: 4096, or fewer under a low fd limit); beyond it the "
                         "oldest connection with no request in flight is closed")
-    p.add_argument("--ws-impl", default="websockets-sansio", choices=["websockets-sansio", "websockets"],
-                   help="uvicorn's WebSocket implementation (sans-I/O: the lowest step latency measured)")
+    p.add_argument("--ws-impl", default="fast", choices=["fast", "websockets-sansio", "websockets"],
+                   help="WebSocket implementation: fast (default: uvicorn's sans-I/O protocol answering /ws frames "
+                        "without an ASGI round trip, server/fast_ws.py), or uvicorn's own (every frame through ASGI)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (pool workers: no orphans if the pool's process is killed)")
     p.add_argument("--ready-file", default=None, help="write {url, pid} as JSON here once listening")
@@ -90,6 +94,7 @@ def main_serve(args: argparse.Namespace) -> int:
         raise MissingDependencyError("arlarena serve needs the server extra: pip install 'arlarena-envs[server]'") from e
     from arlarena_envs.registry import load_specs
     from arlarena_envs.server.app import ServerConfig, create_app
+    from arlarena_envs.server.fast_ws import fast_ws_protocol
     from arlarena_envs.server.guard import guarded_protocol, raise_fd_limit
 
     env_ids = sorted(load_specs()) if args.all else list(args.env_ids)
@@ -145,7 +150,7 @@ def main_serve(args: argparse.Namespace) -> int:
             sock.bind((args.host, args.port))
         except OSError as e:
             raise ConfigError(f"cannot bind {args.host}:{args.port} ({e}); pick another --port (0: any free one)") from e
-        sock.listen(2048)
+        sock.listen(LISTEN_BACKLOG)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     url = f"http://{shown}:{port}"
@@ -158,7 +163,7 @@ def main_serve(args: argparse.Namespace) -> int:
         http=guarded_protocol(header_timeout_s=config.header_timeout_s, max_connections=config.max_connections),
         timeout_keep_alive=5,  # idle keep-alive HTTP connections are closed after 5 s
         h11_max_incomplete_event_size=16 * 1024,  # request heads larger than 16 KiB: 400
-        ws=args.ws_impl,
+        ws=fast_ws_protocol(app) if args.ws_impl == "fast" else args.ws_impl,
         ws_max_size=config.max_request_bytes,
         ws_ping_interval=20.0,  # a half-open WebSocket stops answering pings and is closed
         ws_ping_timeout=20.0,

@@ -193,6 +193,19 @@ class PeerRouter:
                 return await self.forward(owner, data)
         return None
 
+    def is_local(self, data: Any) -> bool:
+        """Whether `route(data)` would answer None (handle it here), decided without awaiting."""
+        if not isinstance(data, dict):
+            return True
+        op = data.get("op")
+        if op == "batch":
+            items = data.get("requests")
+            return not isinstance(items, list) or not items or all(self._owner(it) == self.index for it in items)
+        if op in self.SESSION_OPS:
+            owner = owner_of(data.get("session_id"))
+            return owner is None or owner == self.index
+        return True
+
     def _owner(self, item: Any) -> int:
         if isinstance(item, dict) and item.get("op") in self.SESSION_OPS:
             owner = owner_of(item.get("session_id"))
@@ -299,7 +312,7 @@ def reuseport_socket(host: str, port: int, *, listen: bool) -> socket.socket:
         s.close()
         raise ConfigError(f"cannot bind {host}:{port} ({e}); pick another --port (0: any free one)") from e
     if listen:
-        s.listen(2048)
+        s.listen(4096)  # as server.cli.LISTEN_BACKLOG (the kernel caps it at somaxconn)
     return s
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from arlarena_envs.core import TextEnv
 from arlarena_envs.errors import ConfigError, DataError, MissingDependencyError
-from arlarena_envs.textworld.generator import PRESETS, default_cache_dir, game_for
+from arlarena_envs.textworld.generator import PRESETS, TEXTWORLD_LOCK, default_cache_dir, game_for
 
 DENSE_STEP = 0.1  # native reward per unit of TextWorld's intermediate reward in dense mode
 
@@ -98,15 +98,15 @@ class TextWorldEnv(TextEnv):
         z8 = game_for(task_id, self.preset, self.cache_dir)
         self._verify_pin(task_id, z8)
         path = str(z8)
-        with warnings.catch_warnings():
+        with TEXTWORLD_LOCK, warnings.catch_warnings():  # loading a game parses its logic (see TEXTWORLD_LOCK)
             # jericho warns that it cannot track score/moves of TextWorld games: TextWorld does
             warnings.filterwarnings("ignore", message=".*is not fully supported.*")
             if self._env is None:
                 self._env = self._tw.start(path, request_infos=self._infos())
             elif path != self._game_file:
                 self._env.load(path)
-        self._game_file, self._seed = path, task_id
-        self._state = self._env.reset()
+            self._game_file, self._seed = path, task_id
+            self._state = self._env.reset()
         self._objective = str(self._state["objective"]).strip()
 
     def _observe(self) -> str:

@@ -35,6 +35,12 @@ PRESETS: dict[str, dict[str, int]] = {
 
 MAX_CACHED_GAMES = 5000  # compiled games kept per preset in the cache; older ones are evicted (LRU)
 
+# TextWorld parses its game logic with one module-global tatsu parser (textworld.logic._PARSER),
+# which is not thread-safe: two threads generating or loading games at once corrupt its rule stack
+# ("IndexError: pop from empty list"). The env server resets sessions in worker threads, so every
+# call into TextWorld that parses (make_game, compile_game, start/load/reset) holds this lock.
+TEXTWORLD_LOCK = threading.RLock()
+
 
 def default_cache_dir() -> Path:
     """$ARLARENA_CACHE/textworld, else ~/.cache/arlarena/textworld, else a temp folder (cache_dir.py)."""
@@ -93,7 +99,8 @@ def make_game(seed: int, preset: str) -> Any:
     """The textworld.Game of (seed, preset), not compiled (fast enough for checksums)."""
     from textworld.generator import make_game as tw_make_game
 
-    return tw_make_game(_options(seed, preset))
+    with TEXTWORLD_LOCK:
+        return tw_make_game(_options(seed, preset))
 
 
 def game_digest(game: Any) -> str:
@@ -130,7 +137,7 @@ def game_for(seed: int, preset: str, cache_dir: str | os.PathLike | None = None)
         opts.path = str(tmp / "game.z8")
         opts.force_recompile = True
         try:
-            with _writable_home(root):
+            with TEXTWORLD_LOCK, _writable_home(root):
                 compile_game(game, opts)
         except (CouldNotCompileGameError, OSError, subprocess.SubprocessError) as e:
             raise DataError(

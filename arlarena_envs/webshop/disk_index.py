@@ -41,8 +41,14 @@ DENSE_SLOT, DENSE_ROWS = "dense_slot.npy", "dense_rows.npy"
 DENSE_ROW_FRACTION = 1 / 16  # tokens in at least this share of documents get a dense row...
 DENSE_ROWS_MAX = 64  # ...at most this many (64 x 4 MB at 1M documents)...
 DENSE_ROW_MIN_DOCS = 50_000  # ...in indexes of at least this many documents
-DENSE_POSTINGS = 200_000  # below this many postings a dense sum beats pruning's fixed passes
+DENSE_POSTINGS = 200_000  # below this many postings a dense sum beats pruning's fixed passes...
+DENSE_POSTINGS_PER_DOC = 8  # ...and below this many per document (the blocked dense sum beat pruning on every
+# query of bench_webshop_scale.py's mix at 1M products, up to 4 postings per document)
 MARGIN = 1e-4  # relative slack on every bound: float32 sums in another order differ by ~1e-6
+SCORE_BLOCK = 1 << 17  # documents per block of a dense sum: 512 KB of float32 stays in L2 while every token is added
+SAMPLE_STRIDE = 64  # top_k: every 64th score estimates the k-th best, in arrays of at least...
+SAMPLE_MIN_DOCS = 1 << 16  # ...this many documents
+KEPT_BUFFERS = 2  # score buffers kept for reuse (one per concurrently searching thread; more are freed)
 
 
 class Tokenizer:
@@ -253,6 +259,7 @@ class DiskSearchIndex:
         self._tokens = Tokenizer()
         self._cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
         self._lock = threading.Lock()
+        self._buffers: list[np.ndarray] = []  # float32[num_docs] score buffers, reused (no page faults per query)
 
     def token_ids(self, query: str) -> list[int] | None:
         """The query's token ids in order (repeats kept, unknown tokens dropped); None: no token."""
@@ -271,6 +278,48 @@ class DiskSearchIndex:
         for t in ids:
             self._add(scores, t)
         return scores
+
+    def sum_scores(self, ids: Sequence[int], out: np.ndarray) -> np.ndarray:
+        """out = the float32 scores of the tokens `ids` summed in query order, as `scores` (the
+        same additions for every document, so the same bits), in blocks of SCORE_BLOCK documents:
+        a block of `out` stays in cache while every token is added to it, instead of every token
+        streaming the whole array through memory once more."""
+        n = self.num_docs
+        edges = list(range(0, n, SCORE_BLOCK)) + [n]
+        # per token: its dense row, or its postings (document ids sorted, so the postings of a
+        # block are one slice) with where each block's slice starts
+        cols: list[tuple[np.ndarray, None, None] | tuple[None, np.ndarray, np.ndarray, list[int]]] = []
+        for t in ids:
+            j = int(self.dense_slot[t])
+            if j >= 0:
+                cols.append((self.dense_rows[j], None, None))
+            else:
+                s, e = int(self.indptr[t]), int(self.indptr[t + 1])
+                docs = self.indices[s:e]
+                cols.append((None, docs, self.data[s:e], np.searchsorted(docs, edges).tolist()))
+        for b in range(len(edges) - 1):
+            b0, b1 = edges[b], edges[b + 1]
+            o = out[b0:b1]
+            o.fill(0.0)
+            for col in cols:
+                if col[0] is not None:
+                    o += col[0][b0:b1]
+                else:
+                    lo, hi = col[3][b], col[3][b + 1]
+                    if hi > lo:  # document ids are unique within a token: a plain scatter-add
+                        o[col[1][lo:hi] - b0 if b0 else col[1][lo:hi]] += col[2][lo:hi]
+        return out
+
+    def _buffer(self) -> np.ndarray:
+        with self._lock:
+            if self._buffers:
+                return self._buffers.pop()
+        return np.empty(self.num_docs, dtype=np.float32)
+
+    def _release(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if len(self._buffers) < KEPT_BUFFERS:
+                self._buffers.append(buf)
 
     def _add(self, scores: np.ndarray, t: int) -> None:
         """scores += token t's scores: one vector add for a dense-row token, else a scatter."""
@@ -315,7 +364,7 @@ class DiskSearchIndex:
 
         "dense" adds every posting of the query's tokens into a score per document; "pruned"
         (MaxScore) skips the postings of frequent, low-scoring tokens. "auto" takes dense when
-        the query's postings number below max(DENSE_POSTINGS, 2 x documents) (pruning costs a few
+        the query's postings number below max(DENSE_POSTINGS, 8 x documents) (pruning costs a few
         passes over the documents and lookups per candidate), else pruned. Both give the same results (tests check it).
 
         1. theta0 = k-th best exact score among the query tokens' seed documents: a lower bound
@@ -336,9 +385,13 @@ class DiskSearchIndex:
             return ()
         if method == "auto":
             postings = sum(int(self.indptr[t + 1] - self.indptr[t]) for t in ids)
-            method = "dense" if postings < max(DENSE_POSTINGS, 2 * self.num_docs) else "pruned"
+            method = "dense" if postings < max(DENSE_POSTINGS, DENSE_POSTINGS_PER_DOC * self.num_docs) else "pruned"
         if method == "dense":
-            return top_k(self.scores(query), k)
+            buf = self._buffer()
+            try:
+                return top_k(self.sum_scores(ids, buf), k)
+            finally:
+                self._release(buf)
         uniq, mult = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
         seeds = np.unique(np.concatenate([self.seed_docs[int(self.seed_ptr[t]) : int(self.seed_ptr[t + 1])] for t in uniq]))
         seed_scores = self.exact_scores(ids, seeds)
@@ -420,9 +473,27 @@ def top_k_of(docs: np.ndarray, scores: np.ndarray, k: int) -> tuple[int, ...]:
 
 def top_k(scores: np.ndarray | None, k: int) -> tuple[int, ...]:
     """The k best positive scores' indices, score desc then index asc (the full-sort order,
-    found with a partition: only documents scoring at least the k-th best are sorted)."""
+    found with a partition: only documents scoring at least the k-th best are sorted).
+
+    Large arrays: a threshold t > 0 from a strided sample (its r-th best, r ~ 4k/stride + 8);
+    if at least k documents score >= t, the k-th best score is >= t, so those documents hold
+    the whole answer (ties included) and only they are partitioned. Otherwise (an unlucky
+    sample) a lower sample rank, then every positive score, as for small arrays."""
     if scores is None:
         return ()
+    n = scores.size
+    if n >= SAMPLE_MIN_DOCS and k > 0:
+        sample = scores[::SAMPLE_STRIDE]
+        m = sample.size
+        for r in (4 * k // SAMPLE_STRIDE + 8, 16 * k // SAMPLE_STRIDE + 64):
+            if r > m:
+                break
+            t = np.partition(sample, m - r)[m - r]
+            if not t > 0:
+                break
+            hits = np.flatnonzero(scores >= t)
+            if hits.size >= k:
+                return top_k_of(hits, scores[hits], k)
     hits = np.flatnonzero(scores > 0)
     if hits.size == 0:
         return ()
