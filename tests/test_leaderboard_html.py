@@ -76,3 +76,67 @@ def test_page_sorts_in_chromium(chromium, page, tmp_path, frag, expected):
         assert re.search(rf'<th data-key="{key}"[^>]*aria-sort="{want}"', dom)
     # the table content survives sorting: the trained agent's stability column
     assert re.search(r'data-policy="hf:/ckpt/sampo">.*?data-key="stability" data-value="87.5"[^>]*>87.5<', dom, re.S)
+
+
+@pytest.fixture(scope="module")
+def trained_page(tmp_path_factory):
+    """The page `render` writes for results/ holding random, oracle and a trained row (with its
+    run's artefacts under results/runs/)."""
+    from trained_run_fixtures import trained_results
+
+    from arlarena_envs.leaderboard import render
+
+    results, trained = trained_results(tmp_path_factory.mktemp("trained"))
+    render(results, results / "LEADERBOARD.md", results / "leaderboard.html")
+    return results / "leaderboard.html", trained
+
+
+def test_trained_row_renders_in_chromium(chromium, trained_page, tmp_path):
+    page, trained = trained_page
+    t = trained.provenance.training
+    dom = dump_dom(chromium, page.as_uri() + "#sort=stability-desc", tmp_path / "profile")
+    # the trained row sorts first on stability (the others have none) and links its run's artefacts
+    assert _order(dom)[0] == trained.policy
+    row = re.search(rf'<tr data-env="arlarena/Sokoban-v0" data-policy="{re.escape(trained.policy)}">(.*?)</tr>', dom, re.S)
+    assert row, dom[:2000]
+    assert re.search(rf'data-key="stability" data-value="{re.escape(repr(trained.stability_score))}"', row.group(1))
+    hrefs = dict(re.findall(r'<a class="artefact" data-artefact="([^"]+)" href="([^"]+)"', row.group(1)))
+    assert set(hrefs) == set(t.artefacts) and {"config", "metrics", "stability", "policy"} <= set(hrefs)
+    for href in hrefs.values():
+        assert (page.parent / href).exists(), href
+    # the random / oracle rows show no stability and no run
+    for pol in ("random", "oracle"):
+        other = re.search(rf'<tr data-env="arlarena/Sokoban-v0" data-policy="{pol}">(.*?)</tr>', dom, re.S).group(1)
+        assert re.search(r'data-key="stability" data-value=""[^>]*>–<', other) and re.search(r'data-key="run" data-value="">–<', other)
+    # the policy x env matrix with its average and the statement of how missing cells count
+    matrix = re.search(r'<table id="matrix">(.*?)</table>', dom, re.S).group(1)
+    assert ">Average<" in matrix and ">Envs<" in matrix
+    assert re.search(rf'<tr data-policy="{re.escape(trained.policy)}">.*?class="num avg"[^>]*>{trained.success.mean:.3f}<', matrix, re.S)
+    assert "not counted as 0" in dom
+    # pass@k and the provenance block
+    assert "pass@1" in row.group(1) and t.config_digest in dom and f"step {t.checkpoint_step}" in dom
+    assert "0123abcd (of the training run)" in dom
+
+
+def test_committed_trained_rows_render_in_chromium(chromium, tmp_path):
+    """The committed results/: every trained row shows on the page with its stability score and
+    links to artefacts that exist (the page is rendered elsewhere, so its links climb back)."""
+    from arlarena_envs.leaderboard import load_rows, render
+
+    results = Path(__file__).resolve().parent.parent / "results"
+    trained = [r for r in load_rows(results) if r.provenance.training is not None] if results.is_dir() else []
+    if not trained:
+        pytest.skip("no trained rows committed under results/")
+    page = tmp_path / "site" / "leaderboard.html"
+    render(results, None, page)
+    dom = dump_dom(chromium, page.as_uri() + "#sort=stability-desc", tmp_path / "profile")
+    for r in trained:
+        tr = re.search(rf'<tr data-env="{re.escape(r.env_id)}" data-policy="{re.escape(r.policy)}">(.*?)</tr>', dom, re.S)
+        assert tr, r.policy
+        assert re.search(rf'data-key="stability" data-value="{re.escape(repr(r.stability_score))}"', tr.group(1))
+        hrefs = re.findall(r'<a class="artefact" data-artefact="[^"]+" href="([^"]+)"', tr.group(1))
+        assert len(hrefs) == len(r.provenance.training.artefacts)
+        assert all((page.parent / h).resolve().exists() for h in hrefs), hrefs
+        assert r.provenance.training.config_digest in dom
+    # sorted on stability, the trained rows (a score, even 0) come before every row without one
+    assert set(_order(dom)[: len(trained)]) == {r.policy for r in trained}

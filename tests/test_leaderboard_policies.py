@@ -134,7 +134,7 @@ def test_hf_policy_uses_the_chat_template_and_is_seeded(tiny_hf_model, tmp_path)
         evaluate(SOKO, pol, episodes=2, max_steps=3, sampling=samp, out_dir=tmp_path / str(i), checkpoint_rule="final")
         for i in range(2)
     ]
-    assert rows[0] == rows[1]
+    assert rows[0].result_dump() == rows[1].result_dump()
     r = rows[0]
     assert r.policy_kind == "hf" and r.provenance.checkpoint_rule == "final"
     assert r.provenance.overrides["sampling"]["max_new_tokens"] == 6 and r.provenance.sampling == samp

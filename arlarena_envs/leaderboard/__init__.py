@@ -11,10 +11,14 @@ from arlarena_envs.leaderboard.models import (
     Provenance,
     ProvenanceMismatchError,
     Stat,
+    TrainingProvenance,
     check_provenance,
 )
+from arlarena_envs.leaderboard.passk import pass_at_k, pass_at_k_table
 from arlarena_envs.leaderboard.policies import LeaderboardPolicy, PolicyError, make_policy
-from arlarena_envs.leaderboard.render import load_rows, render, render_html, render_markdown, validate_rows
+from arlarena_envs.leaderboard.render import env_matrix, load_rows, render, render_html, render_markdown, validate_rows
+from arlarena_envs.leaderboard.trained import config_digest, select_checkpoint
+from arlarena_envs.leaderboard.trained_row import evaluate_trained
 
 __all__ = [
     "EpisodeResult",
@@ -24,14 +28,21 @@ __all__ = [
     "Provenance",
     "ProvenanceMismatchError",
     "Stat",
+    "TrainingProvenance",
     "check_provenance",
+    "config_digest",
+    "env_matrix",
     "evaluate",
+    "evaluate_trained",
     "load_rows",
     "make_policy",
+    "pass_at_k",
+    "pass_at_k_table",
     "policy_slug",
     "render",
     "render_html",
     "render_markdown",
+    "select_checkpoint",
     "summarize",
     "validate_rows",
 ]

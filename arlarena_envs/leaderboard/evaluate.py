@@ -10,6 +10,10 @@ for model policies. Files: `<out_dir>/<Env>-vN/<policy slug>/episodes/ep_00000.j
 `row.json` next to them. A re-run skips the episodes already on disk (resume) after checking
 that they were written under the same provenance (`ProvenanceMismatchError` otherwise).
 
+Sampling policies may play each task several times (`samples_per_task` = s > 1, for pass@k):
+episode k = 0..n*s-1 plays task position k mod n (sample k div n) with seed k, so sample 0 of
+each task is the episode a one-sample run plays; pass@k is then computed per task (passk.py).
+
 Row figures, over episodes e = 1..n (stderr = sample std / sqrt(n)):
 success = mean(won_e); score = mean(info.score at the end); reward = mean(sum of rewards);
 steps = mean(steps_e); parse_rates[s] = turns with parse status s / all turns;
@@ -35,10 +39,13 @@ from arlarena_envs.leaderboard.models import (
     ProvenanceMismatchError,
     Stat,
     TaskTypeStats,
+    TrainingProvenance,
     data_checksum,
     digest_records,
 )
+from arlarena_envs.leaderboard.passk import pass_at_k_table, successes_by_task
 from arlarena_envs.leaderboard.policies import LeaderboardPolicy, make_policy
+from arlarena_envs.leaderboard.trained import git_commit, utc_now
 from arlarena_envs.pools import InProcessPool
 from arlarena_envs.registry import create_env, get_spec
 
@@ -60,6 +67,8 @@ def build_provenance(
     sampling: SamplingParams,
     checkpoint_rule: str,
     overrides: dict[str, Any],
+    samples_per_task: int = 1,
+    training: TrainingProvenance | None = None,
 ) -> Provenance:
     from arlarena_envs import __version__
 
@@ -79,6 +88,10 @@ def build_provenance(
         checkpoint_rule=checkpoint_rule,
         overrides=overrides,
         policy=policy.describe(),
+        samples_per_task=samples_per_task,
+        evaluated_at=utc_now(),
+        eval_code_commit=git_commit(),
+        training=training,
     )
 
 
@@ -88,8 +101,13 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_tasks: int, key: str, keep_prompts: bool) -> EpisodeResult:
-    """Play episode `index` of the protocol to its end (the episode runner over a one-env pool)."""
+def task_of(index: int, tasks: int, split_size: int) -> int:
+    """The split task index episode `index` plays: task position index mod `tasks`, wrapped to the split."""
+    return (index % tasks) % split_size
+
+
+def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, task_index: int, key: str, keep_prompts: bool) -> EpisodeResult:
+    """Play episode `index` (seed `index`, task `task_index`) to its end (the episode runner over a one-env pool)."""
     t0 = time.perf_counter()
     policy.reset(index)
 
@@ -97,7 +115,7 @@ def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, n_
         return [Reply(policy.act(view.observations[0], env))]
 
     pool = InProcessPool.of_envs([env])
-    options = {"task_index": index % n_tasks, "split": split}
+    options = {"task_index": task_index, "split": split}
     (episode,) = run_episodes(pool, act, [index], options=[options], first_episode=index, keep_prompts=keep_prompts)
     return EpisodeResult.from_episode(episode, index=index, episode_key=key, elapsed_s=time.perf_counter() - t0)
 
@@ -140,14 +158,14 @@ def watch_parent(parent_pid: int, interval_s: float = 0.2) -> None:
     threading.Thread(target=loop, name="arlarena-parent-watch", daemon=True).start()
 
 
-def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, n_tasks, key, keep_prompts, ep_dir) -> list[int]:
+def _play_chunk(env_id, policy_spec, sampling, backend, env_kwargs, indices, split, tasks, n_tasks, key, keep_prompts, ep_dir) -> list[int]:
     """Worker process: play `indices` with a fresh env and policy; write their files."""
     spec = get_spec(env_id)
     pol = make_policy(policy_spec, spec, sampling)
     env = create_env(env_id=spec.id, backend=backend, **env_kwargs)
     try:
         for i in indices:
-            e = play_episode(env, pol, i, split, n_tasks, key, keep_prompts)
+            e = play_episode(env, pol, i, split, task_of(i, tasks, n_tasks), key, keep_prompts)
             _write_atomic(Path(ep_dir) / f"ep_{i:05d}.json", e.model_dump_json())
     finally:
         env.close()
@@ -166,8 +184,18 @@ def summarize(results: list[EpisodeResult], provenance: Provenance, policy_spec:
         provenance=provenance,
         records=records,
         records_digest=digest_records(records),
+        pass_at_k=pass_figures(records, provenance),
         **row_figures(records),
     )
+
+
+def pass_figures(records: list[EpisodeSummary], provenance: Provenance) -> dict[int, float]:
+    """k -> pass@k over the row's tasks when each task was sampled more than once, else {}
+    (one sample per task: pass@1 is the success rate)."""
+    s = provenance.samples_per_task
+    if s <= 1:
+        return {}
+    return pass_at_k_table(successes_by_task({e.index: e.won for e in records}, provenance.episodes, s))
 
 
 def row_figures(records: list[EpisodeSummary]) -> dict[str, Any]:
@@ -212,6 +240,8 @@ def evaluate(
     keep_prompts: bool = False,
     progress: Callable[[int, int, EpisodeResult], None] | None = None,
     workers: int = 1,
+    samples_per_task: int = 1,
+    training: TrainingProvenance | None = None,
 ) -> LeaderboardRow:
     """Evaluate `policy` (a spec string or a built policy) on `env_id` under its leaderboard protocol.
 
@@ -221,6 +251,8 @@ def evaluate(
     workers: processes playing episodes in parallel (random / oracle given as spec strings;
     model policies always run in this process). Episodes are seeded by their index, so the
     files and the row are the same for any number of workers.
+    samples_per_task: plays each of the n tasks that many times (sampling policies only; the
+    row then carries pass@k); training: the provenance of a trained policy (trained.py).
     Writes the episode files and `row.json` under `run_dir(out_dir, env_id, policy)`."""
     spec = get_spec(env_id)
     if spec.leaderboard is None:
@@ -237,14 +269,26 @@ def evaluate(
     if n < 1:
         raise ConfigError(f"episodes must be >= 1, got {n}")
     samp = sampling or lb.sampling
+    if samples_per_task < 1:
+        raise ConfigError(f"samples_per_task must be >= 1, got {samples_per_task}")
     pol = policy if isinstance(policy, LeaderboardPolicy) else make_policy(policy, spec, samp)
+    if samples_per_task > 1 and (pol.kind == "oracle" or (pol.kind in ("hf", "openai") and samp.temperature <= 0)):
+        pol.close()
+        raise ConfigError(
+            f"{pol.spec} does not sample (oracle, or temperature {samp.temperature}): every sample of a task would be "
+            "the same episode; use samples_per_task=1 (its pass@1 is the success rate)"
+        )
     if checkpoint_rule is None:
-        checkpoint_rule = "n/a" if pol.kind in ("random", "oracle") else "unspecified"
-    prov = build_provenance(spec, pol, n, samp, checkpoint_rule, overrides)
+        if training is not None:
+            checkpoint_rule = f"{training.checkpoint_rule} (step {training.checkpoint_step})"
+        else:
+            checkpoint_rule = "n/a" if pol.kind in ("random", "oracle") else "unspecified"
+    prov = build_provenance(spec, pol, n, samp, checkpoint_rule, overrides, samples_per_task, training)
     key = prov.episode_key()
     folder = Path(out_dir) / spec.name / policy_slug(pol.spec)
     ep_dir = folder / "episodes"
     ep_dir.mkdir(parents=True, exist_ok=True)
+    total = n * samples_per_task
 
     done: dict[int, EpisodeResult] = {}
     for p in sorted(ep_dir.glob("ep_*.json")):
@@ -257,13 +301,13 @@ def evaluate(
                 f"{p} was written under another protocol/policy/provenance (key {e.episode_key} != {key}); "
                 f"use another --out or --no-resume to start over"
             )
-        if e.index < n:
+        if e.index < total:
             done[e.index] = e
 
     env_kwargs: dict[str, Any] = {"split": lb.split}
     if max_steps is not None:
         env_kwargs["max_steps"] = max_steps
-    todo = [i for i in range(n) if i not in done]
+    todo = [i for i in range(total) if i not in done]
     n_tasks = spec.splits[lb.split].size
     if url:
         env_kwargs["url"] = url
@@ -274,7 +318,7 @@ def evaluate(
         chunks = [todo[k::workers] for k in range(workers) if todo[k::workers]]
         with ProcessPoolExecutor(max_workers=len(chunks), initializer=watch_parent, initargs=(os.getpid(),)) as ex:
             futs = [
-                ex.submit(_play_chunk, spec.id, pol.spec, samp, backend, env_kwargs, c, lb.split, n_tasks, key, keep_prompts, str(ep_dir))
+                ex.submit(_play_chunk, spec.id, pol.spec, samp, backend, env_kwargs, c, lb.split, n, n_tasks, key, keep_prompts, str(ep_dir))
                 for c in chunks
             ]
             for fut in as_completed(futs):
@@ -282,17 +326,17 @@ def evaluate(
                     e = EpisodeResult.model_validate_json((ep_dir / f"ep_{i:05d}.json").read_text(encoding="utf-8"))
                     done[i] = e
                     if progress is not None:
-                        progress(len(done), n, e)
+                        progress(len(done), total, e)
         pol.close()
     elif todo:
         env = create_env(env_id=spec.id, backend=backend, **env_kwargs)
         try:
             for i in todo:
-                e = play_episode(env, pol, i, lb.split, n_tasks, key, keep_prompts)
+                e = play_episode(env, pol, i, lb.split, task_of(i, n, n_tasks), key, keep_prompts)
                 _write_atomic(ep_dir / f"ep_{i:05d}.json", e.model_dump_json())
                 done[i] = e
                 if progress is not None:
-                    progress(len(done), n, e)
+                    progress(len(done), total, e)
         finally:
             env.close()
             pol.close()
@@ -303,6 +347,9 @@ def evaluate(
         from arlarena_envs.stability import analyze_runs
 
         runs = analyze_runs([stability_run]).runs
-        row = row.model_copy(update={"stability_score": runs[0].stability_score, "stability_run": str(stability_run)})
+        where = str(stability_run)
+        if training is not None and "metrics" in training.artefacts:
+            where = training.artefacts["metrics"]  # the committed copy, relative to the results folder
+        row = row.model_copy(update={"stability_score": runs[0].stability_score, "stability_run": where})
     _write_atomic(folder / "row.json", row.model_dump_json(indent=2) + "\n")
     return row

@@ -32,6 +32,28 @@ def data_checksum(spec: EnvSpec) -> str:
     return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
 
 
+class TrainingProvenance(_Model):
+    """Where a trained policy came from: the training run, how its checkpoint was chosen, and the
+    files behind the row (paths relative to the results folder, posix)."""
+
+    run_name: str = Field(description="the training run's folder name")
+    algorithm: str = Field(description="config algorithm.name (sampo, grpo, ...)")
+    trained_env_id: str = Field(description="config env.env_id: the env the policy was trained on")
+    config_digest: str = Field(description="sha256 (16 hex) of the run's resolved config (config.json, canonical JSON)")
+    seed: int = Field(description="config trainer.seed")
+    steps_trained: int = Field(description="RL steps the run completed (result.json steps_done, else the last rl step logged)")
+    total_steps: int = Field(description="config trainer.total_steps (the planned budget)")
+    checkpoint_rule: str = Field(description="'last' (final checkpoint), 'best-eval' (highest in-training eval success) or 'step:N'")
+    checkpoint_step: int = Field(description="the RL step of the evaluated checkpoint (0 = after behaviour cloning)")
+    checkpoint_eval_success: float | None = Field(None, description="the trainer's own eval success at that step, if it evaluated there")
+    code_commit: str | None = Field(None, description="git commit of the code")
+    code_commit_source: str = Field(description="'training run' (recorded by the run's launcher) or 'evaluation' (the tree that evaluated it)")
+    weights_sha256: str | None = Field(None, description="sha256 (16 hex) of the evaluated model.safetensors")
+    weights_in_repo: bool = Field(False, description="the evaluated weights are committed under `artefacts['policy']`")
+    regenerate: str = Field(description="the command that re-trains this run (the weights when they are not committed)")
+    artefacts: dict[str, str] = Field(default_factory=dict, description="name -> path relative to the results folder (config, metrics, result, stability report, policy)")
+
+
 class Provenance(_Model):
     """Everything a number depends on. Rows compare only when the spec-derived fields match."""
 
@@ -48,12 +70,23 @@ class Provenance(_Model):
     checkpoint_rule: str = Field(description="which checkpoint was evaluated ('n/a' for random/oracle; e.g. 'final', 'best-val')")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deviations from the protocol (non-empty = not comparable)")
     policy: dict[str, Any] = Field(default_factory=dict, description="the policy's own description (model path, endpoint)")
+    samples_per_task: int = Field(1, ge=1, description="episodes played per task (n of pass@k); episode k plays task k mod episodes")
+    evaluated_at: str | None = Field(None, description="UTC date-time the row was written (ISO 8601)")
+    eval_code_commit: str | None = Field(None, description="git commit of the evaluating tree, when it is a git checkout")
+    training: TrainingProvenance | None = Field(None, description="trained policies only: the run behind the checkpoint")
 
     def episode_key(self) -> str:
-        """Hash of what each episode depends on (not the episode count): guards resumed runs."""
-        d = self.model_dump(mode="json", exclude={"episodes", "package_version", "policy"})
+        """Hash of what each episode depends on (not the episode count): guards resumed runs.
+        With several samples per task the task count fixes which task an episode index plays,
+        so it enters the key then; with one sample the key is what it always was."""
+        d = self.model_dump(
+            mode="json",
+            exclude={"episodes", "package_version", "policy", "samples_per_task", "evaluated_at", "eval_code_commit", "training"},
+        )
         d["overrides"] = {k: v for k, v in d["overrides"].items() if k != "episodes"}
         d["policy_spec"] = self.policy.get("spec")
+        if self.samples_per_task > 1:
+            d["tasks_x_samples"] = [self.episodes, self.samples_per_task]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -232,6 +265,15 @@ class LeaderboardRow(_Model):
     per_task_type: dict[str, TaskTypeStats] = Field(default_factory=dict)
     stability_score: float | None = Field(None, description="from `arlarena stability` for trained agents")
     stability_run: str | None = None
+    pass_at_k: dict[int, float] = Field(
+        default_factory=dict, description="sampling policies with n samples per task: k -> unbiased pass@k (passk.pass_at_k_table)"
+    )
     provenance: Provenance
     records: list[EpisodeSummary] = Field(default_factory=list, description="per-episode figures the row is computed from")
     records_digest: str = Field("", description="digest_records(records): render recomputes it and the figures")
+
+    def result_dump(self) -> dict[str, Any]:
+        """The row without when and from which checkout it was evaluated (`provenance.evaluated_at`,
+        `eval_code_commit`, which turns '+dirty' while files are edited): equal for two evaluations
+        of the same policy under the same protocol."""
+        return self.model_dump(mode="json", exclude={"provenance": {"evaluated_at", "eval_code_commit"}})

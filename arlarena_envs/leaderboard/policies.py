@@ -91,6 +91,26 @@ def chat_messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
 
 
+def load_tokenizer(path: str, auto: Any) -> Any:
+    """The tokenizer of a local model folder. A generic fast tokenizer (tokenizer_class
+    PreTrainedTokenizerFast / TokenizersBackend, as the trainer's tiny models save) is loaded as
+    such: AutoTokenizer would pick the model type's tokenizer class (qwen2 -> Qwen2Tokenizer) and
+    replace the saved pre-tokenizer with that family's, so prompts would tokenize differently
+    from training."""
+    import json
+
+    from transformers import PreTrainedTokenizerFast
+
+    cfg = os.path.join(path, "tokenizer_config.json")
+    cls = ""
+    if os.path.exists(cfg):
+        with open(cfg, encoding="utf-8") as f:
+            cls = json.load(f).get("tokenizer_class", "") or ""
+    if cls in ("TokenizersBackend", "PreTrainedTokenizerFast") and os.path.exists(os.path.join(path, "tokenizer.json")):
+        return PreTrainedTokenizerFast.from_pretrained(path)
+    return auto.from_pretrained(path)
+
+
 class HFPolicy(LeaderboardPolicy):
     """A local transformers causal LM; the prompt goes through the tokenizer's chat template."""
 
@@ -109,7 +129,7 @@ class HFPolicy(LeaderboardPolicy):
         self.path = path
         self.sampling = sampling
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path, AutoTokenizer)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
 
@@ -138,7 +158,8 @@ class HFPolicy(LeaderboardPolicy):
         return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "spec": self.spec, "model_path": os.path.abspath(self.path), "device": self.device}
+        # the path as given (relative to where `evaluate` ran): an absolute path would name this machine
+        return {"kind": self.kind, "spec": self.spec, "model_path": self.path, "device": self.device}
 
 
 class OpenAIPolicy(LeaderboardPolicy):
