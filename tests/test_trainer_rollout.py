@@ -150,3 +150,24 @@ def test_trainer_pools_play_the_configured_protocol(tmp_path):
     proto = pool.protocol
     assert proto.max_steps == 3 and proto.action_format == "tagged" and proto.history_length == 2
     pool.close()
+
+
+def test_a_run_records_the_code_and_command_of_its_first_launch(tmp_path, monkeypatch):
+    """provenance.json: what a leaderboard row of the run's checkpoints cites as the training
+    code; a resumed run keeps its first launch's record."""
+    import json
+    import sys
+
+    from arlarena_baselines.config import load_config
+    from arlarena_baselines.train import Trainer
+
+    from arlarena_envs.leaderboard.trained import git_commit
+
+    monkeypatch.setattr(sys, "argv", ["arlarena", "train", "--config", "demo_cpu"])
+    Trainer(load_config("demo_cpu"), run_dir=tmp_path / "run")
+    first = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert first["command"] == "arlarena train --config demo_cpu"
+    assert first["code_commit"] == git_commit()  # None outside a git checkout, else HEAD[+dirty]
+    monkeypatch.setattr(sys, "argv", ["arlarena", "train", "--config", "demo_cpu", "--resume"])
+    Trainer(load_config("demo_cpu"), run_dir=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "provenance.json").read_text()) == first

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ import torch
 
 from arlarena_envs.contract import EpisodeRecord, MetricRecord
 from arlarena_envs.errors import ConfigError
+from arlarena_envs.leaderboard.trained import git_commit
 from arlarena_envs.pools import EnvPool, make_pool
 
 from arlarena_baselines import checkpoint as ckpt
@@ -95,6 +98,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.jsonl"
         (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+        self._record_launch()
         dev = cfg.trainer.device
         self.device = torch.device("cuda" if dev == "auto" and torch.cuda.is_available() else ("cpu" if dev == "auto" else dev))
         self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[cfg.model.dtype]
@@ -121,6 +125,15 @@ class Trainer:
         self.eval_pool: EnvPool | None = None
 
     # ------------------------------------------------------------------ the loop
+
+    def _record_launch(self) -> None:
+        """`provenance.json`: the code commit and command of the run's first launch (kept on
+        resume), so a leaderboard row of its checkpoints names the code that trained them."""
+        path = self.run_dir / "provenance.json"
+        if path.exists():
+            return
+        record = {"code_commit": git_commit(Path(__file__).resolve().parent), "command": shlex.join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path.write_text(json.dumps(record, indent=2))
 
     def fit(self) -> RunResult:
         cfg = self.cfg
