@@ -73,6 +73,43 @@ def test_folder_layout_is_what_alfworld_loads(tmp_path):
     assert json.loads(path.read_text()) == data
 
 
+def test_two_threads_writing_one_game_do_not_collide(tmp_path, monkeypatch):
+    """The env server resets sessions in threads, so two resets of the same game can write it at
+    once in one process. Both threads write their temporary files before either renames (a
+    barrier in os.replace): with one temporary name per process the second rename found its file
+    gone (seen in a container parity run)."""
+    import os
+    import threading
+
+    g = gen.generate_game(3)
+    barrier = threading.Barrier(2, timeout=20)
+    real_replace = os.replace
+
+    def replace_after_both_wrote(src, dst):
+        if ".tmp" in str(src) and str(src).startswith(str(tmp_path)):
+            barrier.wait()
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(gen.os, "replace", replace_after_both_wrote)
+    errors: list = []
+
+    def write():
+        try:
+            gen.write_game(g, tmp_path)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    path = tmp_path / f"gen-v{gen.GENERATOR_VERSION}" / g.pool / g.folder / "game.tw-pddl"
+    assert json.loads(path.read_text())["pddl_problem"] == g.game["pddl_problem"]
+    assert not list(path.parent.glob("*.tmp*"))
+
+
 def test_display_names_follow_alfworlds_demangler():
     ids = ["Cabinet_bar__plus_01_dot_00_bar__plus_00_dot_00_bar__plus_00_dot_00",
            "Cabinet_bar__minus_01_dot_00_bar__plus_00_dot_00_bar__plus_00_dot_00",

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -543,7 +544,9 @@ def write_game(game: GeneratedGame, root: str | Path, max_cached: int = MAX_CACH
             path = folder / name
             if path.exists() and path.read_bytes() == data:
                 continue
-            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+            # unique per process AND thread: the server resets sessions in threads, and two resets of
+            # the same game in one process must not share (and rename away) one temporary file
+            tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}-{threading.get_ident()}")
             tmp.write_bytes(data)
             os.replace(tmp, path)
     except OSError as e:
