@@ -113,7 +113,7 @@ async def _drive_session(ws, sid: str, k: int, mode: str, period: float, t0: flo
 
 
 def _client_proc(url: str, env_id: str, ks: list[int], mode: str, period: float, ready_q, go, clock, q) -> None:
-    from lean_ws import raise_fd_limit
+    from arlarena_envs.server.guard import raise_fd_limit
 
     raise_fd_limit()
     host, port = url.split("://", 1)[1].rsplit(":", 1)
@@ -198,7 +198,7 @@ def start(env_id: str, workers: int, max_sessions: int, ws_impl: str):
 
 def idle_memory(env_id: str, n: int, workers: int, ws_impl: str) -> tuple[int, int]:
     """Server RSS (all processes) before and after opening and resetting n idle sessions."""
-    from lean_ws import raise_fd_limit
+    from arlarena_envs.server.guard import raise_fd_limit
 
     raise_fd_limit()
     srv = start(env_id, workers, n + 64, ws_impl)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import resource
 import struct
 from collections import deque
 
@@ -29,19 +28,6 @@ except ImportError:  # pragma: no cover - websockets without its extension
     def apply_mask(data: bytes, mask: bytes) -> bytes:
         n = len(data)
         return (int.from_bytes(data, "little") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "little")).to_bytes(n, "little")
-
-
-def raise_fd_limit() -> int:
-    """Open-file soft limit -> hard limit (thousands of connections need thousands of fds)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-    if target > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    return soft
 
 
 class LeanWS(asyncio.Protocol):
