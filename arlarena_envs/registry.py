@@ -57,6 +57,11 @@ def load_spec_file(path: str | Path) -> EnvSpec:
 
 def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
     """All specs, by id (cached; immutable copies, as `get_spec`)."""
+    return {k: v.model_copy(deep=True) for k, v in _cached_specs(refresh).items()}
+
+
+def _cached_specs(refresh: bool = False) -> dict[str, EnvSpec]:
+    """The cache itself (never handed out: callers get deep copies)."""
     global _specs
     with _lock:
         if _specs is None or refresh:
@@ -69,7 +74,7 @@ def load_specs(refresh: bool = False) -> dict[str, EnvSpec]:
                         specs[spec.id] = spec
                         _paths[spec.id] = f
             _specs = specs
-        return {k: v.model_copy(deep=True) for k, v in _specs.items()}
+        return _specs
 
 
 def _normalize_id(env_id: str) -> str:
@@ -82,7 +87,7 @@ def _normalize_id(env_id: str) -> str:
 
 def get_spec(env_id: str) -> EnvSpec:
     """The spec of `env_id`: an immutable model (a fresh deep copy each call)."""
-    specs = load_specs()
+    specs = _cached_specs()  # copy only the spec asked for (a pool makes hundreds of envs)
     key = _normalize_id(env_id)
     if key in specs:
         return specs[key].model_copy(deep=True)  # frozen, and its dicts/lists are the caller's own
@@ -156,7 +161,7 @@ _EXTRA_PROBES = {"alfworld": "alfworld", "textworld": "textworld", "server": "fa
 def register_all() -> list[str]:
     """Register every spec with Gymnasium (idempotent). Returns the ids."""
     ids = []
-    for spec in load_specs().values():
+    for spec in _cached_specs().values():  # read only: no copies
         if spec.id not in gym.registry:
             gym.register(
                 id=spec.id,

@@ -155,3 +155,42 @@ def test_auto_success_field_prefers_rollout_success_over_a_baseline_eval():
     assert m2.success_field_used == "eval_success"
     d = m2.update(MetricRecord(step=1, phase="eval", eval_success=0.8))
     assert d.signals["success_smoothed"] == pytest.approx(0.7)  # the step-0 eval counts
+
+
+def _low_peak_run(degenerate_from: int | None, success_after: float, steps: int = 30, seed: int = 0):
+    """Success ~0.04 (below min_peak_success), valid-format ~0.95; from `degenerate_from` on the
+    format ratio falls to ~0.3 and success to `success_after` (the lr-too-high runs of the
+    comparison in miniature: 4 % -> 0 % while the outputs stop parsing)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for step in range(1, steps + 1):
+        bad = degenerate_from is not None and step >= degenerate_from
+        succ = success_after if bad else float(np.clip(0.04 + rng.normal(0, 0.02), 0, 1))
+        fmt = 0.3 + rng.normal(0, 0.02) if bad else 0.95 + rng.normal(0, 0.01)
+        out.append(MetricRecord(step=step, success=succ, valid_format_ratio=float(fmt), grad_norm=0.3, entropy=0.8))
+    return out
+
+
+def test_a_degenerating_policy_collapses_from_a_low_peak():
+    _, ds = _feed(_low_peak_run(degenerate_from=15, success_after=0.0))
+    assert _first(ds, "success_drop")[1] is None  # the peak (~0.04) is below min_peak_success
+    step, a = _first(ds, "collapse")
+    assert a is not None and a.rule == "degeneration" and a.severity == "critical"
+    assert 15 <= a.onset_step <= 18 and step <= 22
+    assert "valid_format_drop" in a.message
+
+
+def test_format_drop_with_kept_success_or_a_flat_low_run_is_no_collapse():
+    # the format falls but success holds its (low) level: not a collapse of what was achieved
+    _, ds = _feed(_low_peak_run(degenerate_from=15, success_after=0.05))
+    assert _first(ds, "valid_format_drop")[1] is not None and _first(ds, "collapse")[1] is None
+    # a flat low-success run whose outputs stay valid: nothing
+    _, ds = _feed(_low_peak_run(degenerate_from=None, success_after=0.0))
+    assert [a.kind for d in ds for a in d.alarms] == []
+
+
+def test_corroborated_collapse_carries_its_rule():
+    _, ds = _feed(cispo_collapse_run(collapse_step=130))
+    assert _first(ds, "collapse")[1].rule == "corroborated"

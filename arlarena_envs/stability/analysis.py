@@ -12,7 +12,9 @@ its trailing mean over `window` values):
 * auc_success = (1 / (t_last - t_first)) * trapezoid integral of s_t over the steps: the mean
   success over training, in [0, 1] (a single point gives its value).
 * collapse: the monitor's first `collapse` alarm (sustained success drop corroborated by a
-  grad-norm spike, valid-format drop, entropy collapse/explosion or KL drift). When a run logs
+  grad-norm spike, valid-format drop, entropy collapse/explosion or KL drift; or a sustained
+  valid-format drop / entropy collapse or explosion while success fell to (1 -
+  success_drop_rel) x a peak below min_peak_success: rule `degeneration`). When a run logs
   none of the corroborating signals, a sustained success drop alone counts (noted in the
   report). collapse_onset_step = the drop's onset; steps_to_collapse = onset - first RL step + 1;
   detection_delay = the step it was confirmed - onset.
@@ -104,7 +106,7 @@ class RunStability(_Model):
     metrics_not_logged: list[str] = Field(default_factory=list, description="plotted metrics no RL row carries")
     auc_success: float | None = None
     collapsed: bool = False
-    collapse_rule: str | None = Field(None, description="'corroborated' or 'success_only'")
+    collapse_rule: str | None = Field(None, description="'corroborated', 'degeneration' or 'success_only'")
     collapse_onset_step: int | None = None
     collapse_detected_step: int | None = None
     steps_to_collapse: int | None = None
@@ -278,7 +280,7 @@ def analyze_log(log: RunLog, config: MonitorConfig | None = None) -> RunStabilit
     warnings = list(log.warnings)
     rule = None
     if collapse_d is not None:
-        rule = "corroborated"
+        rule = collapse_d.rule or "corroborated"
     elif drop_d is not None and not any(getattr(r, f) is not None for r in rl for f in CORROBORATING_FIELDS):
         collapse_d, rule = drop_d, "success_only"
         warnings.append("no grad-norm / format / entropy / KL metrics logged: a sustained success drop alone counts as collapse")

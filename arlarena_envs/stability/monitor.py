@@ -39,7 +39,12 @@ Signals and alarms (thresholds are `MonitorConfig` fields; defaults in brackets)
 * `collapse` (critical): `success_drop` fires while a corroborating alarm (grad-norm spike or
   non-finite, valid-format drop, entropy collapse/explosion, KL drift) fired within the last
   `corroborate_window` [10] steps (the paper's signature: success falls, grad norms explode,
-  the valid-format ratio drops). Its onset is the success drop's onset.
+  the valid-format ratio drops). Its onset is the success drop's onset. Rule `corroborated`.
+* `collapse` also fires (rule `degeneration`) when a sustained degeneration alarm
+  (valid-format drop, entropy collapse/explosion) is confirmed while `S_t <= (1 -
+  success_drop_rel) * P_t` with `P_t < min_peak_success`: a drop from such a peak is noise to
+  the success check, but not when the policy's outputs degenerate with it (a run that falls
+  from 4 % to 0 % while its valid-format ratio halves). Its onset is the degeneration's.
 
 Health: a step is healthy when it raised no critical alarm and is not part of a confirmed
 success drop. Sustained checks are retroactive: when one is confirmed, the steps from its
@@ -104,6 +109,8 @@ CRITICAL: frozenset[str] = frozenset(
         "entropy_explosion",
     }
 )
+# sustained alarms that say the policy itself degenerated (its outputs, not only its success)
+DEGENERATION: frozenset[str] = frozenset({"valid_format_drop", "entropy_collapse", "entropy_explosion"})
 # alarms that corroborate a success drop as a collapse (the paper's collapse signature)
 CORROBORATING: frozenset[str] = frozenset(
     {"grad_norm_spike", "grad_norm_nonfinite", "valid_format_drop", "entropy_collapse", "entropy_explosion", "kl_drift"}
@@ -157,6 +164,7 @@ class Alarm(BaseModel):
     value: float | None = Field(None, description="the signal that tripped the check")
     threshold: float | None = Field(None, description="the bound it crossed")
     onset_step: int | None = Field(None, description="for sustained checks: first step of the run")
+    rule: Literal["corroborated", "degeneration"] | None = Field(None, description="collapse alarms: which rule fired")
     message: str
 
 
@@ -318,7 +326,8 @@ class StabilityMonitor:
         signals: dict[str, float | None] = {}
         step = r.step
 
-        def alarm(kind: str, value: float | None, threshold: float | None, message: str, onset: int | None = None) -> None:
+        def alarm(kind: str, value: float | None, threshold: float | None, message: str, onset: int | None = None,
+                  rule: str | None = None) -> None:
             alarms.append(
                 Alarm(
                     kind=kind,  # type: ignore[arg-type]
@@ -327,6 +336,7 @@ class StabilityMonitor:
                     value=None if value is None or not math.isfinite(value) else float(value),
                     threshold=threshold,
                     onset_step=onset,
+                    rule=rule,  # type: ignore[arg-type]
                     message=message,
                 )
             )
@@ -458,6 +468,7 @@ class StabilityMonitor:
                 self._corroborations.append((step, a.kind))
         while self._corroborations and self._corroborations[0][0] < step - c.corroborate_window:
             self._corroborations.popleft()
+        degenerated = [a for a in alarms if a.kind in DEGENERATION]
         if drop_confirmed_onset is not None and self._corroborations:
             kinds = sorted({k for _, k in self._corroborations})
             alarm(
@@ -466,7 +477,26 @@ class StabilityMonitor:
                 None,
                 f"collapse: sustained success drop since step {drop_confirmed_onset} together with {', '.join(kinds)}",
                 onset=drop_confirmed_onset,
+                rule="corroborated",
             )
+        elif degenerated and self._succ_win:
+            # A drop from a peak below min_peak_success is not told apart from noise by success
+            # alone, but a policy whose outputs degenerate (sustained) while its success falls
+            # to (1 - success_drop_rel) of its peak or less has collapsed, however low the peak
+            # (higher peaks: the corroborated rule above, with its absolute bound).
+            sm = sum(self._succ_win) / len(self._succ_win)
+            peak = sm if self._succ_peak is None else self._succ_peak
+            if peak < c.min_peak_success and sm <= (1.0 - c.success_drop_rel) * peak:
+                kinds = sorted({a.kind for a in degenerated})
+                alarm(
+                    "collapse",
+                    sm,
+                    (1.0 - c.success_drop_rel) * peak,
+                    f"collapse: {', '.join(kinds)} while success {sm:.3f} is at or below {1.0 - c.success_drop_rel:g}x "
+                    f"its peak {peak:.3f}",
+                    onset=min(a.onset_step if a.onset_step is not None else step for a in degenerated),
+                    rule="degeneration",
+                )
 
         critical = any(a.severity == "critical" for a in alarms)
         onsets = [a.onset_step for a in alarms if a.severity == "critical" and a.onset_step is not None]
