@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import shlex
 import sys
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,6 +60,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/comparison")
     ap.add_argument("--results", default="results/comparison")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--jobs", type=int, default=1, help="runs side by side, one torch thread each (default 1)")
     args = ap.parse_args()
 
     overrides = [f"trainer.ppo_mini_batch_size={args.mini_batch}", f"rollout.num_groups={args.groups}", *args.overrides]
@@ -66,17 +70,25 @@ def main() -> int:
     if not args.no_unstable:
         settings.append((f"@lr{args.unstable_lr:g}", unstable, args.unstable_algos))
     out, bc_out = Path(args.out), Path(args.bc_out)
-    runs: dict[str, list[tuple[int, Path, float]]] = {}
-    for seed in args.seeds:
-        bc_dir, _, _ = bc_policy(load_base(args.preset, [], None, None), seed, bc_out)
-        # the BC policy itself on this comparison's eval levels (0 RL steps)
-        bc_eval_dir, bc_success, _ = rl_run(base, seed, bc_dir, "sampo", out, args.preset, "_bc_only", total_steps=0)
-        runs.setdefault("bc_only", []).append((seed, bc_eval_dir, bc_success))
-        for tag, cfg, algos in settings:
-            for algo in algos:
-                run_dir, success, wall = rl_run(cfg, seed, bc_dir, algo, out, args.preset, tag.replace("@", "_"))
-                runs.setdefault(f"{algo}{tag}", []).append((seed, run_dir, success))
-                print(f"seed {seed} {algo}{tag}: held-out success {success:.3f} ({wall:.0f} s)", flush=True)
+    bc_base = load_base(args.preset, [], None, None)
+    # every run is one process's work with one torch thread: --jobs of them side by side
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        bc_dirs = dict(zip(args.seeds, (d for d, _, _ in pool.map(bc_policy, [bc_base] * len(args.seeds), args.seeds,
+                                                                      [bc_out] * len(args.seeds)))))
+        # the BC policy itself on this comparison's eval levels (0 RL steps), then every method
+        jobs: list[tuple[str, int, Future]] = []
+        for seed in args.seeds:
+            jobs.append(("bc_only", seed, pool.submit(rl_run, base, seed, bc_dirs[seed], "sampo", out, args.preset,
+                                                      "_bc_only", total_steps=0)))
+            for tag, cfg, algos in settings:
+                for algo in algos:
+                    jobs.append((f"{algo}{tag}", seed, pool.submit(rl_run, cfg, seed, bc_dirs[seed], algo, out, args.preset,
+                                                                   tag.replace("@", "_"))))
+        runs: dict[str, list[tuple[int, Path, float]]] = {}
+        for method, seed, fut in jobs:
+            run_dir, success, wall = fut.result()
+            runs.setdefault(method, []).append((seed, run_dir, success))
+            print(f"seed {seed} {method}: held-out success {success:.3f} ({wall:.0f} s)", flush=True)
 
     from arlarena_envs.stability import analyze_runs, write_report
 
@@ -127,7 +139,7 @@ def main() -> int:
     order = sorted((m for m in summary["methods"] if m != "bc_only" and "@" not in m),
                    key=lambda m: -summary["methods"][m]["held_out_mean"])
     lines += ["", "Ordering by held-out success: " + " > ".join(order) + ".", "",
-              f"Regenerate: `python benchmarks/bench_comparison.py --seeds {' '.join(map(str, args.seeds))} --bc-out {args.bc_out}`",
+              f"Regenerate: `python benchmarks/bench_comparison.py {shlex.join(sys.argv[1:])}`",
               ""]
     (results / "table.md").write_text("\n".join(lines), encoding="utf-8")
     (results / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

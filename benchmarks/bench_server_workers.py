@@ -133,8 +133,23 @@ def _client_proc(url: str, env_id: str, ks: list[int], mode: str, period: float,
         out["cpu_s"] = _cpu_s() - c0
         await asyncio.gather(*tasks)
 
-    asyncio.run(main())
+    run_loop(main())
     q.put(out)
+
+
+def run_loop(coro) -> None:
+    """Run the load generator on the loop the server uses (--loop; uvloop when installed for auto)."""
+    choice = os.environ.get("ARLARENA_BENCH_LOOP", "auto")
+    if choice != "asyncio":
+        try:
+            import uvloop
+
+            uvloop.run(coro)
+            return
+        except ImportError:
+            if choice == "uvloop":
+                raise
+    asyncio.run(coro)
 
 
 def _tree(pid: int):
@@ -193,7 +208,8 @@ def start(env_id: str, workers: int, max_sessions: int, ws_impl: str):
     from arlarena_envs.pools.subprocess import ServerProcess
 
     return ServerProcess([env_id], start_timeout_s=300, extra_args=["--workers", str(workers), "--max-sessions", str(max_sessions),
-                                                                   "--max-connections", str(max_sessions + 512), "--ws-impl", ws_impl])
+                                                                   "--max-connections", str(max_sessions + 512), "--ws-impl", ws_impl,
+                                                                   "--loop", os.environ.get("ARLARENA_BENCH_LOOP", "auto")])
 
 
 def idle_memory(env_id: str, n: int, workers: int, ws_impl: str) -> tuple[int, int]:
@@ -252,12 +268,15 @@ def main() -> None:
     ap.add_argument("--open-s", type=float, default=600.0, help="seconds allowed to open the sessions")
     ap.add_argument("--env", default="arlarena/Sokoban-v0")
     ap.add_argument("--ws-impl", default="fast", choices=["fast", "websockets-sansio", "websockets"])
+    ap.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                    help="event loop of the server and the load generator (auto: uvloop when installed)")
     args = ap.parse_args()
+    os.environ["ARLARENA_BENCH_LOOP"] = args.loop  # the server's --loop and the client processes' loop
     mode = "soak" if args.soak else args.mode
     if mode is None:
         ap.error("name a mode (throughput, soak, memory) or pass --soak")
     cores = os.cpu_count()
-    print(f"cores here: {cores}, load avg {os.getloadavg()[0]:.1f}, server --ws-impl {args.ws_impl}, "
+    print(f"cores here: {cores}, load avg {os.getloadavg()[0]:.1f}, server --ws-impl {args.ws_impl} --loop {args.loop}, "
           f"{args.client_procs} client processes")
 
     if mode == "throughput":

@@ -127,3 +127,19 @@ def test_token_is_checked_on_the_fast_path():
             assert json.loads(ws.recv(timeout=30))["ok"] is True
     finally:
         srv.close()
+
+
+def test_both_event_loops_give_the_same_replies(servers):
+    """`--loop auto` picks uvloop when installed (the 'server' extra); the plain asyncio loop
+    must serve the same protocol."""
+    pytest.importorskip("uvloop")
+    fast, _ = servers
+    with _ws(fast.url) as ws:
+        want = _session_script(ws)
+    for loop in ("asyncio", "uvloop"):
+        srv = ServerProcess([SOKOBAN], extra_args=["--ws-impl", "fast", "--loop", loop])
+        try:
+            with _ws(srv.url) as ws:
+                assert _session_script(ws) == want, loop
+        finally:
+            srv.close()

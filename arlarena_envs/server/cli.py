@@ -50,6 +50,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ws-impl", default="fast", choices=["fast", "websockets-sansio", "websockets"],
                    help="WebSocket implementation: fast (default: uvicorn's sans-I/O protocol answering /ws frames "
                         "without an ASGI round trip, server/fast_ws.py), or uvicorn's own (every frame through ASGI)")
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="event loop: auto (default: uvloop when installed, as in the 'server' extra; else asyncio)")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="exit when this process is gone (pool workers: no orphans if the pool's process is killed)")
     p.add_argument("--ready-file", default=None, help="write {url, pid} as JSON here once listening")
@@ -59,6 +61,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     p.add_argument("--worker-dir", default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+
+
+def _event_loop(choice: str) -> str:
+    """uvicorn's loop setting; 'uvloop' without the package is a clear error, not uvicorn's."""
+    if choice == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as e:
+            raise ConfigError("--loop uvloop needs the uvloop package (pip install 'arlarena-envs[server]')") from e
+    return choice
 
 
 def _is_loopback(host: str) -> bool:
@@ -77,7 +89,7 @@ def _worker_argv(args: argparse.Namespace, env_ids: list[str]) -> list[str]:
                            "--idle-timeout", str(args.idle_timeout), "--max-action-bytes", str(args.max_action_bytes),
                            "--offload", args.offload, "--max-env-variants", str(args.max_env_variants),
                            "--header-timeout", str(args.header_timeout), "--body-timeout", str(args.body_timeout),
-                           "--ws-idle-timeout", str(args.ws_idle_timeout), "--ws-impl", args.ws_impl, "--log-level", args.log_level]
+                           "--ws-idle-timeout", str(args.ws_idle_timeout), "--ws-impl", args.ws_impl, "--loop", args.loop, "--log-level", args.log_level]
     for name in args.allow_kwarg:
         out += ["--allow-kwarg", name]
     if args.max_connections:
@@ -164,6 +176,7 @@ def main_serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=5,  # idle keep-alive HTTP connections are closed after 5 s
         h11_max_incomplete_event_size=16 * 1024,  # request heads larger than 16 KiB: 400
         ws=fast_ws_protocol(app) if args.ws_impl == "fast" else args.ws_impl,
+        loop=_event_loop(args.loop),
         ws_max_size=config.max_request_bytes,
         ws_ping_interval=20.0,  # a half-open WebSocket stops answering pings and is closed
         ws_ping_timeout=20.0,
