@@ -26,7 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import shlex
+import sys
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from arlarena_baselines.config import apply_overrides, load_raw, validate_config
@@ -157,6 +161,7 @@ def main() -> int:
     ap.add_argument("--bc-only", action="store_true", help="only train (or reuse) the BC policies of --seeds, no RL")
     ap.add_argument("--shared-bc", action="store_true", help="one BC policy (seed --bc-seed) for every seed; seeds vary RL and eval sampling")
     ap.add_argument("--bc-seed", type=int, default=0, help="seed of the shared BC policy (with --shared-bc)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs side by side, one torch thread each (default 1)")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -170,28 +175,42 @@ def main() -> int:
 
     rows: dict[str, list[float]] = {"random": [], "bc_only": [], **{f"bc+{a}": [] for a in args.algos}}
     walls: dict[str, list[float]] = {k: [] for k in rows}
-    for seed in args.seeds:
-        t = time.time()
-        rows["random"].append(random_success(base, seed))
-        walls["random"].append(time.time() - t)
+    # each run is one process's work with one torch thread: --jobs of them side by side
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         if args.shared_bc:
-            # BC-only = the shared BC policy evaluated with this seed's eval sampling
-            bc_dir = shared_bc_policy(base, args.bc_seed, out)
-            _, bc_success, bc_wall = rl_run(base, seed, bc_dir, preset_algo_name(base), out, args.preset, "_bc_only", total_steps=0)
+            shared_dir = shared_bc_policy(base, args.bc_seed, out)
         else:
-            # BC-only = the BC run's own evaluation (same held-out levels and eval sampling as
-            # the RL runs' final evaluation); its wall time includes that evaluation
-            bc_dir, bc_success, bc_wall = bc_policy(base, seed, out)
-        rows["bc_only"].append(bc_success)
-        walls["bc_only"].append(bc_wall)
-        print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
-        if args.bc_only:
-            continue
-        for algo in args.algos:
-            _, s, w = rl_run(base, seed, bc_dir, algo, out, args.preset)
-            rows[f"bc+{algo}"].append(s)
-            walls[f"bc+{algo}"].append(w)
-            print(f"seed {seed} BC+{algo}: success {s:.3f} ({w:.0f} s)", flush=True)
+            bc_runs = dict(zip(args.seeds, pool.map(bc_policy, [base] * len(args.seeds), args.seeds, [out] * len(args.seeds))))
+        futures: dict[tuple[int, str], Future] = {}
+        for seed in args.seeds:
+            if args.shared_bc:
+                # BC-only = the shared BC policy evaluated with this seed's eval sampling
+                futures[(seed, "bc_only")] = pool.submit(rl_run, base, seed, shared_dir, preset_algo_name(base), out, args.preset,
+                                                         "_bc_only", total_steps=0)
+            bc_dir = shared_dir if args.shared_bc else bc_runs[seed][0]
+            if not args.bc_only:
+                for algo in args.algos:
+                    futures[(seed, algo)] = pool.submit(rl_run, base, seed, bc_dir, algo, out, args.preset)
+        for seed in args.seeds:
+            t = time.time()
+            rows["random"].append(random_success(base, seed))
+            walls["random"].append(time.time() - t)
+            if args.shared_bc:
+                _, bc_success, bc_wall = futures[(seed, "bc_only")].result()
+            else:
+                # BC-only = the BC run's own evaluation (same held-out levels and eval sampling as
+                # the RL runs' final evaluation); its wall time includes that evaluation
+                _, bc_success, bc_wall = bc_runs[seed]
+            rows["bc_only"].append(bc_success)
+            walls["bc_only"].append(bc_wall)
+            print(f"seed {seed} BC-only: success {bc_success:.3f} ({bc_wall:.0f} s)", flush=True)
+            if args.bc_only:
+                continue
+            for algo in args.algos:
+                _, s, w = futures[(seed, algo)].result()
+                rows[f"bc+{algo}"].append(s)
+                walls[f"bc+{algo}"].append(w)
+                print(f"seed {seed} BC+{algo}: success {s:.3f} ({w:.0f} s)", flush=True)
 
     if args.bc_only:
         return 0
@@ -238,9 +257,7 @@ def main() -> int:
         for algo, g in summary["paired_gain"].items():
             md.append(f"Paired gain BC+{algo} − BC-only: {g['mean']:+.3f} ± {g['se']:.3f} (gain / SE {g['gain_over_se']:.1f}; "
                       f"{g['seeds_improved']}/{len(g['diffs'])} seeds improved).")
-        md += ["", f"Regenerate: `python benchmarks/bench_trainer.py --seeds {' '.join(map(str, args.seeds))} "
-               f"--preset {args.preset}{' --shared-bc --bc-seed ' + str(args.bc_seed) if args.shared_bc else ''}"
-               f"{''.join(' --set ' + o for o in args.overrides)} --results {args.results}`", ""]
+        md += ["", f"Regenerate: `python benchmarks/bench_trainer.py {shlex.join(sys.argv[1:])}`", ""]
         (res / "table.md").write_text("\n".join(md), encoding="utf-8")
     return 0
 
