@@ -1,21 +1,21 @@
 """The paper's comparison in miniature: GRPO, GSPO, CISPO, GiGPO and SAMPO on one budget,
 judged by the stability evaluator (`arlarena stability`), plus a deliberately unstable setting.
 
-Every method starts from the same behaviour-cloned policy of each seed (bench_trainer.py's BC,
-shared through --bc-out) and runs the `sokoban_cpu` setting with the algorithm section of its
-own preset, for the same number of RL steps, groups, LR and mini-batches. The comparison uses
-half the gain setting's groups (--groups 4, x G=4: cheaper steps, so 10 steps fit the stability
-evaluator's 5-step window and 3-step sustain) and several mini-batches per step (--mini-batch
-64: 2-3 optimizer steps per RL step, as at paper scale where a step's rows far exceed 256), so
-each loss's clipping is exercised. The unstable setting raises the LR (--unstable-lr) for
---unstable-algos.
+Every method starts from the same behaviour-cloned policy (per seed, or one for all with
+--shared-bc, as bench_trainer.py; shared through --bc-out) and runs the learning-gain setting
+(`sokoban_gain` by default) with the algorithm section of its own preset, for the same number of
+RL steps, groups and LR. Unlike the gain setting (one on-policy mini-batch per step) the
+comparison splits each step's rows into mini-batches of --mini-batch (default 128: ~3-4
+optimizer steps per RL step, as at paper scale where a step's rows far exceed a mini-batch), so
+the later mini-batches are off-policy and each loss's clipping and IS handling is exercised.
+The unstable setting raises the LR (--unstable-lr) for --unstable-algos.
 
 Writes to --results: table.md (held-out success mean ± SE over seeds, and the evaluator's final
 training success, best-minus-last, collapse rate and stability score per method), summary.json,
 held_out_success.png, and the evaluator's own report (stability/report.md, report.json, plots).
 Runs are reused when their result.json exists.
 
-    python benchmarks/bench_comparison.py --seeds 0 1 2
+    python benchmarks/bench_comparison.py --seeds 0 1 2 --shared-bc --bc-out runs/gain --jobs 2
     python benchmarks/bench_comparison.py --seeds 0 --steps 3 --algos grpo sampo --no-unstable   # smoke
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_trainer import bc_policy, load_base, mean_se, rl_run  # noqa: E402
+from bench_trainer import bc_policy, load_base, mean_se, rl_run, shared_bc_policy  # noqa: E402
 
 ALGOS = ["grpo", "gspo", "cispo", "gigpo", "sampo"]
 
@@ -48,18 +48,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--algos", nargs="+", default=ALGOS)
-    ap.add_argument("--preset", default="sokoban_cpu")
-    ap.add_argument("--steps", type=int, default=10, help="RL steps of every method (default 10)")
-    ap.add_argument("--groups", type=int, default=4, help="rollout.num_groups of every method (default 4, x G=4)")
-    ap.add_argument("--mini-batch", type=int, default=64, help="ppo_mini_batch_size of every method (default 64: 2-3 per step)")
-    ap.add_argument("--eval-episodes", type=int, default=256, help="held-out eval levels (default 256)")
-    ap.add_argument("--unstable-lr", type=float, default=1e-2, help="LR of the unstable setting (default 1e-2, 33x)")
+    ap.add_argument("--preset", default="sokoban_gain")
+    ap.add_argument("--steps", type=int, default=20, help="RL steps of every method (default 20)")
+    ap.add_argument("--groups", type=int, default=16, help="rollout.num_groups of every method (default 16, x G=4)")
+    ap.add_argument("--mini-batch", type=int, default=128, help="ppo_mini_batch_size of every method (default 128: ~3-4 per step)")
+    ap.add_argument("--eval-episodes", type=int, default=500, help="held-out eval episodes (default 500: each eval level once)")
+    ap.add_argument("--unstable-lr", type=float, default=2e-3, help="LR of the unstable setting (default 2e-3, 6.7x)")
     ap.add_argument("--unstable-algos", nargs="+", default=["grpo", "sampo"])
     ap.add_argument("--no-unstable", action="store_true")
-    ap.add_argument("--bc-out", default="runs/bench_trainer", help="where the BC policies are (shared with bench_trainer.py)")
+    ap.add_argument("--bc-out", default="runs/gain", help="where the BC policies are (shared with bench_trainer.py)")
     ap.add_argument("--out", default="runs/comparison")
     ap.add_argument("--results", default="results/comparison")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--shared-bc", action="store_true",
+                    help="one BC policy (seed --bc-seed, as bench_trainer.py --shared-bc) for every seed and method")
+    ap.add_argument("--bc-seed", type=int, default=0, help="seed of the shared BC policy (with --shared-bc)")
     ap.add_argument("--jobs", type=int, default=1, help="runs side by side, one torch thread each (default 1)")
     args = ap.parse_args()
 
@@ -73,8 +76,12 @@ def main() -> int:
     bc_base = load_base(args.preset, [], None, None)
     # every run is one process's work with one torch thread: --jobs of them side by side
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        bc_dirs = dict(zip(args.seeds, (d for d, _, _ in pool.map(bc_policy, [bc_base] * len(args.seeds), args.seeds,
-                                                                      [bc_out] * len(args.seeds)))))
+        if args.shared_bc:
+            shared = shared_bc_policy(bc_base, args.bc_seed, bc_out)
+            bc_dirs = {seed: shared for seed in args.seeds}
+        else:
+            bc_dirs = dict(zip(args.seeds, (d for d, _, _ in pool.map(bc_policy, [bc_base] * len(args.seeds), args.seeds,
+                                                                          [bc_out] * len(args.seeds)))))
         # the BC policy itself on this comparison's eval levels (0 RL steps), then every method
         jobs: list[tuple[str, int, Future]] = []
         for seed in args.seeds:
@@ -110,7 +117,7 @@ def main() -> int:
         "",
         f"Preset `{args.preset}` with {args.steps} RL steps of {args.groups} groups x G, ppo_mini_batch_size {args.mini_batch}, "
         f"seeds {args.seeds}; every "
-        "method starts from the same BC policy of each seed. Held-out success: the first "
+        ("method starts from the same BC policy (one for every seed). " if args.shared_bc else "method starts from the same BC policy of each seed. ") + "Held-out success: the first "
         f"{base['trainer']['eval_episodes']} eval-split levels after the last step (mean ± SE over seeds). The other "
         "columns are the stability evaluator's (`arlarena stability`) on each run's metrics.jsonl, from the training "
         "success signal: final = trailing mean at the last step, best − last = peak − final, collapse rate = fraction of "
