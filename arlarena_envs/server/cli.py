@@ -9,6 +9,8 @@ gets `{"url": ..., "pid": ...}` once the server listens (what pools and tests wa
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import ipaddress
 import json
 import logging
@@ -50,6 +52,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ws-impl", default="fast", choices=["fast", "websockets-sansio", "websockets"],
                    help="WebSocket implementation: fast (default: uvicorn's sans-I/O protocol answering /ws frames "
                         "without an ASGI round trip, server/fast_ws.py), or uvicorn's own (every frame through ASGI)")
+    p.add_argument("--gc-freeze-s", type=float, default=10.0,
+                   help="move long-lived objects out of the garbage collector's sight this often (0: never); "
+                        "keeps full collections short with thousands of sessions open")
+    p.add_argument("--gc-full-s", type=float, default=600.0,
+                   help="with --gc-freeze-s: unfreeze and collect everything this often (frees frozen cyclic garbage)")
     p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
                    help="event loop: auto (default: uvloop when installed, as in the 'server' extra; else asyncio)")
     p.add_argument("--parent-pid", type=int, default=None,
@@ -73,6 +80,31 @@ def _event_loop(choice: str) -> str:
     return choice
 
 
+def _freeze_long_lived(loop: asyncio.AbstractEventLoop, every_s: float, full_every_s: float) -> None:
+    """Keep full garbage collections short while thousands of sessions are open.
+
+    A full collection walks every tracked object; with 4,096 open sessions that took 50-85 ms
+    per worker, paused the event loop and made the soak's p99 latency ~300-500 ms. Objects that
+    have lived a while (modules, the registry, open sessions) are moved out of the collector's
+    sight with `gc.freeze()` every `every_s` seconds, so collections walk only what is new.
+    Frozen objects are still freed by reference counting when a session closes; only frozen
+    *cyclic* garbage waits for the next full pass: every `full_every_s` seconds everything is
+    unfrozen, collected once (one pause of the old size) and frozen again."""
+    gc.collect()
+    gc.freeze()
+    state = {"last_full": loop.time()}
+
+    def tick() -> None:
+        if loop.time() - state["last_full"] >= full_every_s:
+            gc.unfreeze()
+            gc.collect()
+            state["last_full"] = loop.time()
+        gc.freeze()
+        loop.call_later(every_s, tick)
+
+    loop.call_later(every_s, tick)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -89,7 +121,8 @@ def _worker_argv(args: argparse.Namespace, env_ids: list[str]) -> list[str]:
                            "--idle-timeout", str(args.idle_timeout), "--max-action-bytes", str(args.max_action_bytes),
                            "--offload", args.offload, "--max-env-variants", str(args.max_env_variants),
                            "--header-timeout", str(args.header_timeout), "--body-timeout", str(args.body_timeout),
-                           "--ws-idle-timeout", str(args.ws_idle_timeout), "--ws-impl", args.ws_impl, "--loop", args.loop, "--log-level", args.log_level]
+                           "--ws-idle-timeout", str(args.ws_idle_timeout), "--ws-impl", args.ws_impl, "--loop", args.loop,
+                           "--gc-freeze-s", str(args.gc_freeze_s), "--gc-full-s", str(args.gc_full_s), "--log-level", args.log_level]
     for name in args.allow_kwarg:
         out += ["--allow-kwarg", name]
     if args.max_connections:
@@ -191,6 +224,8 @@ def main_serve(args: argparse.Namespace) -> int:
 
     async def startup(sockets=None):  # write the ready file once uvicorn accepts connections
         await orig_startup(sockets=sockets)
+        if args.gc_freeze_s > 0:
+            _freeze_long_lived(asyncio.get_running_loop(), args.gc_freeze_s, args.gc_full_s)
         if ready is not None:
             tmp = ready.with_suffix(ready.suffix + ".tmp")
             tmp.write_text(json.dumps({"url": url, "pid": os.getpid(), "env_ids": env_ids}))
