@@ -116,9 +116,10 @@ def main() -> int:
         "# The comparison in miniature (Sokoban, tiny model, CPU)",
         "",
         f"Preset `{args.preset}` with {args.steps} RL steps of {args.groups} groups x G, ppo_mini_batch_size {args.mini_batch}, "
-        f"seeds {args.seeds}; every "
-        ("method starts from the same BC policy (one for every seed). " if args.shared_bc else "method starts from the same BC policy of each seed. ") + "Held-out success: the first "
-        f"{base['trainer']['eval_episodes']} eval-split levels after the last step (mean ± SE over seeds). The other "
+        f"seeds {args.seeds}; every method starts from the same BC policy "
+        + ("(one for every seed: the seeds vary the RL run and the eval sampling). " if args.shared_bc else "of each seed. ")
+        + f"Held-out success: {base['trainer']['eval_episodes']} episodes on the eval split's levels after the last step "
+        "(mean ± SE over seeds). The other "
         "columns are the stability evaluator's (`arlarena stability`) on each run's metrics.jsonl, from the training "
         "success signal: final = trailing mean at the last step, best − last = peak − final, collapse rate = fraction of "
         "seeds with a collapse alarm, stability score = 100·retention·calm.",

@@ -72,6 +72,19 @@ def random_success(cfg: dict, policy_seed: int) -> float:
     return won / n
 
 
+def held_out_text(cfg: dict) -> str:
+    """What the evaluation plays: episode i plays level i mod (the eval split's size)."""
+    from arlarena_envs.registry import get_spec
+
+    env_cfg = cfg["env"]
+    spec = get_spec(env_cfg.get("env_id", "arlarena/Sokoban-v0"))
+    split = spec.splits[env_cfg.get("eval_split", "eval")]
+    n, levels = cfg["trainer"]["eval_episodes"], split.stop - split.start
+    if n <= levels:
+        return f"the first {n} levels of the {spec.id} eval split (never trained on)"
+    return f"{n} episodes on the {levels} levels of the {spec.id} eval split (never trained on; each level {n / levels:g} times)"
+
+
 def seeded(base: dict, seed: int) -> dict:
     cfg = json.loads(json.dumps(base))
     cfg["trainer"]["seed"] = seed
@@ -217,7 +230,8 @@ def main() -> int:
     summary: dict = {"preset": args.preset, "overrides": args.overrides, "seeds": args.seeds, "eval_episodes": n_eval,
                      "shared_bc_seed": args.bc_seed if args.shared_bc else None,
                      "total_steps": base["trainer"]["total_steps"], "variants": {}, "paired_gain": {}}
-    print(f"\n{args.preset}: Sokoban eval split, first {n_eval} levels (held out), seeds {args.seeds}")
+    held_out = held_out_text(base)
+    print(f"\n{args.preset}: {held_out}, seeds {args.seeds}")
     print(f"{'variant':<12} {'success mean':>12} {'± SE':>7} {'wall s':>8}   per seed")
     for k, xs in rows.items():
         m, se = mean_se(xs)
@@ -242,7 +256,7 @@ def main() -> int:
         res.mkdir(parents=True, exist_ok=True)
         (res / "summary.json").write_text(json.dumps(summary, indent=2))
         md = [f"# BC-only vs BC + RL: preset `{args.preset}`", "",
-              f"Held-out levels: the first {n_eval} of the Sokoban eval split; seeds {args.seeds}; "
+              f"Held-out: {held_out}; seeds {args.seeds}; "
               f"{summary['total_steps']} RL steps. Success mean ± SE over seeds (SE = sample std / sqrt(n))."
               + (f" One BC policy (seed {args.bc_seed}) shared by every seed: the seeds vary the RL run and the eval "
                  "sampling, not the BC run." if args.shared_bc else " Each seed trains its own BC policy."), "",
