@@ -19,10 +19,14 @@ there and by uvicorn's ping/pong (a half-open socket stops answering pings).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+_ARRIVALS = itertools.count()
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -34,7 +38,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
-        self._born = self.loop.time()
+        # arrival order, not loop.time(): uvloop's clock is cached per loop iteration, so
+        # connections accepted together had equal times and "oldest" was an arbitrary one
+        self._born = next(_ARRIVALS)
         super().connection_made(transport)
         if len(self.connections) > self.max_connections and not self._make_room():
             type(self).closed_by_guard += 1
