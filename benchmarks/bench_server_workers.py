@@ -51,6 +51,15 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
+def window_p99(sent: list[float], lat: list[float], width: float, duration: float) -> list[float]:
+    """p99 latency of the steps sent in each `width`-second window (a tail spread evenly over the
+    run is queueing; one bad window is a pause somewhere)."""
+    bins: list[list[float]] = [[] for _ in range(max(1, int(duration // width)))]
+    for t, x in zip(sent, lat):
+        bins[min(len(bins) - 1, max(0, int(t // width)))].append(x)
+    return [pct(b, 0.99) for b in bins]
+
+
 def _cpu_s() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -85,7 +94,7 @@ async def _drive_session(ws, sid: str, k: int, mode: str, period: float, t0: flo
     rng = random.Random(k)
     rid = 0
     due = t0 + (rng.random() * period if mode == "soak" else 0.0)  # soak: phases spread over the interval
-    lat, late, errors = out["lat"], out["late"], out["errors"]
+    lat, sent, late, errors = out["lat"], out["sent"], out["late"], out["errors"]
     try:
         while True:
             now = time.time()
@@ -100,6 +109,7 @@ async def _drive_session(ws, sid: str, k: int, mode: str, period: float, t0: flo
             r = json.loads(await ws.request(json.dumps({"op": "step", "session_id": sid, "request_id": f"{k}-{rid}",
                                                         "action": rng.choice(MOVES)})))
             lat.append(time.perf_counter() - s)
+            sent.append(time.time() - t0)
             if not r["ok"]:
                 errors.append("step:" + r["error"]["code"])
             elif r["result"]["terminated"] or r["result"]["truncated"]:
@@ -118,7 +128,7 @@ def _client_proc(url: str, env_id: str, ks: list[int], mode: str, period: float,
 
     raise_fd_limit()
     host, port = url.split("://", 1)[1].rsplit(":", 1)
-    out: dict = {"lat": [], "late": [], "errors": [], "opened": 0}
+    out: dict = {"lat": [], "sent": [], "late": [], "errors": [], "opened": 0}
 
     async def main() -> None:
         opening = asyncio.Semaphore(OPENING)
@@ -204,7 +214,7 @@ def drive(srv, env_id: str, n: int, mode: str, period: float, duration: float, p
     for p in ps:
         p.join(timeout=30)
     lat = [x for o in outs for x in o["lat"]]
-    return {"lat": lat, "late": [x for o in outs for x in o["late"]], "errors": [x for o in outs for x in o["errors"]],
+    return {"lat": lat, "sent": [x for o in outs for x in o["sent"]], "late": [x for o in outs for x in o["late"]], "errors": [x for o in outs for x in o["errors"]],
             "opened": opened, "open_s": open_wall, "duration": duration, "server_cpu_s": c1 - c0,
             "client_cpu_s": sum(o.get("cpu_s", 0.0) for o in outs), "rss": rss}
 
@@ -318,6 +328,7 @@ def main() -> None:
         print(f"latency (client, send -> reply): p50 {1e3 * pct(lat, 0.5):.1f} ms, p99 {1e3 * pct(lat, 0.99):.1f} ms, "
               f"max {1e3 * max(lat, default=float('nan')):.1f} ms (target p99 < 50 ms: "
               f"{'met' if lat and pct(lat, 0.99) < 0.05 else 'NOT met'})")
+        print(f"p99 by 5 s window of the run (ms): {' '.join(f'{1e3 * w:.0f}' for w in window_p99(r['sent'], lat, 5.0, dur))}")
         print(f"client lateness (step sent after its scheduled time): p50 {1e3 * pct(r['late'], 0.5):.1f} ms, "
               f"p99 {1e3 * pct(r['late'], 0.99):.1f} ms")
         print(f"CPU per step: server {1e6 * r['server_cpu_s'] / max(steps, 1):.0f} us ({r['server_cpu_s'] / dur:.2f} cores), "

@@ -113,9 +113,8 @@ def reindex(store: Path) -> None:
     cat = StoreCatalogue(store)
     tokenizer, tokens = Tokenizer(), TokenIds()
     wall = cpu = 0.0
-    blob, off = cat.products._blob, cat.products._off
     for i in range(len(cat.products)):
-        p = json.loads(blob[int(off[i]) : int(off[i + 1])].tobytes())  # decoding is not part of the index build
+        p = json.loads(cat.products.raw(i))  # decoding is not part of the index build
         t, c = time.perf_counter(), time.process_time()
         tokens.add(tokenizer(index_text(p)))
         wall += time.perf_counter() - t

@@ -143,7 +143,9 @@ def test_two_processes_map_the_same_store(embedded_store):
         "cat = open_store(sys.argv[1])\n"
         "qs = json.loads(sys.stdin.read())\n"
         "out = {'search': [list(cat.search(q)) for q in qs], 'goals': [cat.goals[k] for k in (0, 1, 999)],\n"
-        "       'maps': sorted({m.path.rsplit('/', 1)[-1] for m in psutil.Process().memory_maps()})}\n"
+        "       'products': [cat.products[i]['asin'] for i in range(len(cat.products))],\n"
+        "       'maps': sorted({m.path.rsplit('/', 1)[-1] for m in psutil.Process().memory_maps()}),\n"
+        "       'open': sorted({f.path.rsplit('/', 1)[-1] for f in psutil.Process().open_files()})}\n"
         "print(json.dumps(out))\n"
     )
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
@@ -151,8 +153,11 @@ def test_two_processes_map_the_same_store(embedded_store):
     child = json.loads(r.stdout)
     assert child["search"] == [list(st.search(q)) for q in qs]
     assert child["goals"] == [st.goals[k] for k in (0, 1, 999)]
-    # products, postings and tables are file-backed mappings in the child, not private copies
-    assert {"products.jsonl", "data.csc.index.npy", "indices.csc.index.npy", "goal_order.npy"} <= set(child["maps"])
+    assert child["products"] == [st.products[i]["asin"] for i in range(len(st.products))]
+    # postings and tables are file-backed mappings in the child, not private copies; products are
+    # read from the open file (pread), so their pages stay in the page cache, outside its resident set
+    assert {"data.csc.index.npy", "indices.csc.index.npy", "goal_order.npy"} <= set(child["maps"])
+    assert "products.jsonl" not in child["maps"] and "products.jsonl" in child["open"]
 
 
 def test_env_on_a_store_plays_as_the_in_memory_env(tmp_path):

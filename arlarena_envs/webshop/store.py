@@ -1,4 +1,4 @@
-"""The on-disk WebShop catalogue: built once from a stream of products, memory-mapped by every process.
+"""The on-disk WebShop catalogue: built once from a stream of products, opened read-only by every process.
 
 A store is a directory, written to a temporary sibling and renamed into place when complete:
 
@@ -22,9 +22,9 @@ prices, then one bound per product with an instruction, one RNG), and the weight
 `mean(1 / count(attribute))` over all goals, so a store holds exactly the goals the in-memory
 loaders build (tests check goal-for-goal equality).
 
-Opening a store reads the manifest and maps the arrays: nothing is parsed up front, pages are
-shared between worker processes by the OS page cache, and a process touches only the products
-and postings its episodes use.
+Opening a store reads the manifest and maps the arrays (products are read with `pread`, see
+`ProductsView`): nothing is parsed up front, pages are shared between worker processes by the OS
+page cache, and a process touches only the products and postings its episodes use.
 """
 
 from __future__ import annotations
@@ -246,13 +246,37 @@ def _write(products, tmp: Path, *, name, source, price_rule, price_seed, nouns, 
 
 
 class ProductsView(Sequence[dict]):
-    """Product i decoded on demand from the mapped products.jsonl (a small LRU keeps recent ones)."""
+    """Product i decoded on demand from products.jsonl (a small LRU keeps recent ones).
 
-    def __init__(self, blob: np.ndarray, offsets: np.ndarray, on_decode: Callable[[dict], None]):
-        self._blob, self._off = blob, offsets
+    Products are read with `os.pread`, not through a memory map: episodes touch products at
+    random, and every mapped page (plus the kernel's fault-around neighbours) would stay in the
+    process's resident set and count as its private memory until another process touched the same
+    page. Read this way the pages live only in the OS page cache, shared by every worker, and a
+    worker's resident set is its own heap. A read is one system call per decoded product.
+    """
+
+    def __init__(self, path: Path, offsets: np.ndarray, on_decode: Callable[[dict], None]):
+        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        self._off = offsets
         self._cache: OrderedDict[int, dict] = OrderedDict()
         self._lock = threading.Lock()
         self._on_decode = on_decode
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def raw(self, i: int) -> bytes:
+        """The stored JSON line of product i (undecoded)."""
+        start, end = int(self._off[i]), int(self._off[i + 1])
+        got = os.pread(self._fd, end - start, start)
+        if len(got) != end - start:  # a store truncated after it was opened
+            raise DataError(f"products.jsonl: product {i} is cut short ({len(got)} of {end - start} bytes)")
+        return got
 
     def __len__(self) -> int:
         return int(self._off.size) - 1
@@ -270,7 +294,7 @@ class ProductsView(Sequence[dict]):
             if got is not None:
                 self._cache.move_to_end(i)
                 return got
-        got = json.loads(self._blob[int(self._off[i]) : int(self._off[i + 1])].tobytes().decode("utf-8", "surrogatepass"))
+        got = json.loads(self.raw(i).decode("utf-8", "surrogatepass"))
         self._on_decode(got)
         with self._lock:
             self._cache[i] = got
@@ -374,8 +398,7 @@ class StoreCatalogue:
         self.name = f"store:{self.manifest.name}"
         self.identity = self.manifest.identity
         self._nouns: dict[str, tuple[str, ...]] = {}
-        blob = np.memmap(self.root / "products.jsonl", dtype=np.uint8, mode="r").view(np.ndarray)
-        self.products = ProductsView(blob, a["offsets"], self._remember_nouns)
+        self.products = ProductsView(self.root / "products.jsonl", a["offsets"], self._remember_nouns)
         self.by_asin = AsinIndex(a["asins"], a["asin_order"])
         self.prices = PricesView(self.by_asin, self.price)
         self.goals = GoalsView(self)
