@@ -146,3 +146,105 @@ def test_hf_policy_uses_the_chat_template_and_is_seeded(tiny_hf_model, tmp_path)
     ]
     assert turns[:2] == turns[2:]  # same seeds -> same samples
     assert all(isinstance(x, str) for t in turns for x in t)
+
+
+def _episode_files(folder):
+    """Episode files without their wall time, by file name."""
+    out = {}
+    for f in sorted(folder.glob("Sokoban-v0/*/episodes/ep_*.json")):
+        d = json.loads(f.read_text())
+        d.pop("elapsed_s")
+        out[f.name] = d
+    return out
+
+
+def test_warp_logits_matches_transformers_warpers():
+    """Temperature, top-k (ties kept) and top-p as transformers' own warpers compute them."""
+    import torch
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from arlarena_envs.leaderboard.hf_sampling import warp_logits
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 50, generator=g) * 3
+    logits[0, :5] = 7.0  # ties at the top-k threshold
+    logits[1] = 0.0  # a flat row
+    for t, k, p in [(0.6, 20, 0.95), (1.0, 3, 1.0), (0.3, 0, 0.5), (1.7, -1, 0.9), (0.6, 100, 0.95)]:
+        ref = TemperatureLogitsWarper(t)(None, logits.clone())
+        if k > 0:
+            ref = TopKLogitsWarper(k)(None, ref)
+        if p < 1.0:
+            ref = TopPLogitsWarper(p)(None, ref)
+        ours = warp_logits(logits, SamplingParams(temperature=t, top_k=k, top_p=p))
+        assert torch.equal(torch.isinf(ours), torch.isinf(ref)), (t, k, p)
+        assert torch.allclose(ours[~torch.isinf(ours)], ref[~torch.isinf(ref)]), (t, k, p)
+
+
+@pytest.mark.slow
+def test_sample_batch_greedy_equals_generate_and_rows_do_not_depend_on_the_batch(tiny_hf_model):
+    """The decode loop (left padding, positions from the mask, KV cache) gives generate()'s
+    greedy tokens; sampled rows are the same alone or in a batch of prompts of other lengths."""
+    import torch
+
+    from arlarena_envs.leaderboard.hf_sampling import sample_batch
+    from arlarena_envs.leaderboard.policies import make_policy
+
+    spec = get_spec(SOKO)
+    pol = make_policy(f"hf:{tiny_hf_model}", spec, SamplingParams(temperature=0.0, max_new_tokens=12))
+    prompts = [pol.encode(x) for x in ("a short prompt", "# _ O X P\n" * 9 + "push the box", "<action>up</action> left")]
+    assert len({len(p) for p in prompts}) == 3
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+    eos, pad = pol.eos_ids, pol.tokenizer.pad_token_id
+    batch = sample_batch(pol.model, prompts, [None] * 3, greedy, eos, pad)
+    for p, row in zip(prompts, batch):
+        ids = torch.tensor([p])
+        ref = pol.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12, pad_token_id=pad)
+        ref_row = ref[0, len(p):].tolist()
+        if eos[0] in ref_row:
+            ref_row = ref_row[: ref_row.index(eos[0]) + 1]
+        assert row == ref_row
+    samp = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=12)
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (11, 12, 13)]  # noqa: E731
+    together = sample_batch(pol.model, prompts, gens(), samp, eos, pad)
+    alone = [sample_batch(pol.model, [p], [g], samp, eos, pad)[0] for p, g in zip(prompts, gens())]
+    assert together == alone and len({tuple(r) for r in together}) == 3
+
+
+@pytest.mark.slow
+def test_hf_evaluate_in_batches_writes_the_files_of_serial_play(tiny_hf_model, tmp_path):
+    spec = get_spec(SOKO)
+    samp = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=8)
+    from arlarena_envs.leaderboard.policies import make_policy
+
+    files = {}
+    for b in (1, 3, 8):
+        pol = make_policy(f"hf:{tiny_hf_model}", spec, samp)
+        row = evaluate(SOKO, pol, episodes=5, max_steps=3, sampling=samp, out_dir=tmp_path / str(b), batch_size=b, samples_per_task=2)
+        files[b] = (_episode_files(tmp_path / str(b)), row.result_dump())
+    assert len(files[1][0]) == 10
+    assert files[1] == files[3] == files[8]
+    responses = [t["response"] for d in files[1][0].values() for t in d["turns"]]
+    assert len(set(responses)) > 1  # it really sampled
+
+
+def test_openai_evaluate_in_batches_sends_concurrent_requests_with_per_episode_seeds(fake_server, tmp_path):
+    port = fake_server()
+    policy = f"openai:m@http://127.0.0.1:{port}/v1"
+    serial = evaluate(SOKO, policy, episodes=4, max_steps=4, out_dir=tmp_path / "serial")
+    seeds_serial = sorted(b["seed"] for b in _requests(port))
+    batched = evaluate(SOKO, policy, episodes=4, max_steps=4, out_dir=tmp_path / "b", batch_size=4)
+    assert sorted(b["seed"] for b in _requests(port)[len(seeds_serial):]) == seeds_serial
+    assert len(seeds_serial) == 16 and len(set(seeds_serial)) == 16  # 4 episodes x 4 turns, one seed each
+    figures = lambda r: {k: v for k, v in r.result_dump().items() if k != "provenance"}  # noqa: E731
+    assert figures(batched) == figures(serial)
+    assert {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in _episode_files(tmp_path / "b").items()} == \
+        {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in _episode_files(tmp_path / "serial").items()}
+
+
+def test_batch_size_is_for_model_policies(tmp_path):
+    from arlarena_envs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="one episode at a time"):
+        evaluate(SOKO, "random", episodes=2, out_dir=tmp_path, batch_size=2)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1"):
+        evaluate(SOKO, "oracle", episodes=2, out_dir=tmp_path, batch_size=0)

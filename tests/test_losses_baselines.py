@@ -286,10 +286,13 @@ def test_k3_clamps_and_gradients():
     assert lp.grad.tolist() == pytest.approx([0.0, 0.0, 1 - math.exp(0.5)])
 
 
-@pytest.mark.parametrize("kind", ["full", "k3+", "k1+"])
+@pytest.mark.parametrize("kind", ["full", "k3+", "k1+", "foo"])
 def test_kl_not_implemented(kind):
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError):  # as the reference, for any kind it does not compute
         L.kl_penalty(t([0.0]), t([0.0]), kind)
+    if kind == "foo":
+        with pytest.raises(ValueError, match="unknown kl kind"):
+            L.kl_penalty(t([0.0]), t([0.0]), kind)
 
 
 def test_entropy_uniform():

@@ -45,7 +45,7 @@ def test_last_try_without_uniform_fill_keeps_informative_groups_only():
 
 def test_all_presets_validate():
     names = preset_names()
-    for want in ("sampo", "grpo", "grpo_st", "gspo", "cispo", "sapo", "gigpo", "empg", "dapo", "demo_cpu"):
+    for want in ("sampo", "grpo", "drgrpo", "grpo_st", "gspo", "cispo", "sapo", "gigpo", "empg", "dapo", "demo_cpu"):
         assert want in names
     sampo = load_config("sampo")
     a = sampo.algorithm
@@ -72,6 +72,21 @@ def test_all_presets_validate():
 def test_bad_combinations_rejected(overrides, msg):
     with pytest.raises(ConfigError, match=msg):
         load_config("sampo", overrides)
+
+
+def test_drgrpo_gets_the_reference_trainers_aggregation_and_divisor():
+    """The reference trainer's drgrpo: loss_agg_mode seq-mean-token-sum, and the loss divided by
+    the longest response (data.max_response_length; here rollout.sampling.max_new_tokens)."""
+    cfg = load_config("drgrpo", ["rollout.sampling.max_new_tokens=48"])
+    assert (cfg.algorithm.loss_agg_mode, cfg.algorithm.max_response_len_per_turn) == ("seq-mean-token-sum", 48)
+    assert load_config("drgrpo", ["algorithm.max_response_len_per_turn=500"]).algorithm.max_response_len_per_turn == 500  # set: kept
+    with pytest.raises(ConfigError, match="seq-mean-token-sum"):
+        load_config("drgrpo", ["algorithm.loss_agg_mode=token-mean"])
+    # a saved config (every field set) loads back to the same settings
+    again = load_config("drgrpo").model_dump()
+    from arlarena_baselines.config import validate_config
+
+    assert validate_config(again).model_dump() == again
 
 
 def test_unknown_config_path():

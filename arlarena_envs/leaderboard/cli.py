@@ -43,6 +43,9 @@ def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--no-resume", action="store_true", help="delete episode files of an earlier run and start over")
     ev.add_argument("--keep-prompts", action="store_true", help="store each turn's prompt in the episode files")
     ev.add_argument("--workers", type=int, default=1, help="parallel processes for random/oracle (same results)")
+    ev.add_argument("--batch-size", type=int, default=1,
+                    help="hf:/openai: policies: episodes played side by side, one batched generation (or concurrent "
+                         "requests) per turn; each episode samples from its own seed (same results for any size)")
     ev.add_argument("--quiet", action="store_true")
     rd = sub.add_parser("render", help="render results/ as Markdown and a sortable HTML page")
     rd.add_argument("--results", default="results", help="folder of row files (default results/)")
@@ -84,7 +87,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         row, dest = evaluate_trained(
             args.training_run, args.env, rule=args.checkpoint_rule or "last", results_dir=args.results or "results",
             out_dir=args.out, samples_per_task=args.samples, policy=args.policy, resume=not args.no_resume, progress=progress,
-            episodes=args.episodes, max_steps=args.max_steps, run_name=args.run_name,
+            episodes=args.episodes, max_steps=args.max_steps, run_name=args.run_name, batch_size=args.batch_size,
         )
         if tty and not args.quiet:
             print(file=sys.stderr)
@@ -99,7 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.env, args.policy, episodes=args.episodes, out_dir=args.out, backend=args.backend, url=args.url,
         resume=not args.no_resume, checkpoint_rule=args.checkpoint_rule, max_steps=args.max_steps,
         stability_run=args.stability_run, keep_prompts=args.keep_prompts, progress=progress, workers=args.workers,
-        samples_per_task=args.samples,
+        samples_per_task=args.samples, batch_size=args.batch_size,
     )
     if tty and not args.quiet:
         print(file=sys.stderr)

@@ -26,7 +26,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from arlarena_envs.contract import EnvSpec, ParseStatus, Protocol, SamplingParams
 from arlarena_envs.episodes import Reply, TurnView, run_episodes
@@ -118,6 +118,24 @@ def play_episode(env: Any, policy: LeaderboardPolicy, index: int, split: str, ta
     options = {"task_index": task_index, "split": split}
     (episode,) = run_episodes(pool, act, [index], options=[options], first_episode=index, keep_prompts=keep_prompts)
     return EpisodeResult.from_episode(episode, index=index, episode_key=key, elapsed_s=time.perf_counter() - t0)
+
+
+def play_batch(envs: Sequence[Any], policy: LeaderboardPolicy, indices: Sequence[int], split: str, task_indices: Sequence[int],
+               key: str, keep_prompts: bool) -> list[EpisodeResult]:
+    """Play episodes `indices` side by side, one env each, the policy answering every active
+    env's prompt in one `respond` call per turn. A batchable policy gives each episode the
+    responses it gets alone, so the files equal `play_episode`'s (elapsed_s: the batch's wall time)."""
+    t0 = time.perf_counter()
+    policy.start(indices)
+
+    def act(view: TurnView) -> list[Reply | None]:
+        return [Reply(text) for text in policy.respond([indices[j] for j in view.active], view.prompts)]
+
+    pool = InProcessPool.of_envs(list(envs[: len(indices)]))
+    options = [{"task_index": t, "split": split} for t in task_indices]
+    episodes = run_episodes(pool, act, list(indices), options=options, first_episode=indices[0], keep_prompts=keep_prompts)
+    elapsed = time.perf_counter() - t0
+    return [EpisodeResult.from_episode(e, index=i, episode_key=key, elapsed_s=elapsed) for e, i in zip(episodes, indices)]
 
 
 def watch_parent(parent_pid: int, interval_s: float = 0.2) -> None:
@@ -242,6 +260,7 @@ def evaluate(
     workers: int = 1,
     samples_per_task: int = 1,
     training: TrainingProvenance | None = None,
+    batch_size: int = 1,
 ) -> LeaderboardRow:
     """Evaluate `policy` (a spec string or a built policy) on `env_id` under its leaderboard protocol.
 
@@ -253,6 +272,9 @@ def evaluate(
     files and the row are the same for any number of workers.
     samples_per_task: plays each of the n tasks that many times (sampling policies only; the
     row then carries pass@k); training: the provenance of a trained policy (trained.py).
+    batch_size: model policies (hf:, openai:) play this many episodes side by side, one batched
+    generation (or that many concurrent requests) per turn; each episode samples from its own
+    seed, so the files are the same for any batch size.
     Writes the episode files and `row.json` under `run_dir(out_dir, env_id, policy)`."""
     spec = get_spec(env_id)
     if spec.leaderboard is None:
@@ -271,7 +293,13 @@ def evaluate(
     samp = sampling or lb.sampling
     if samples_per_task < 1:
         raise ConfigError(f"samples_per_task must be >= 1, got {samples_per_task}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     pol = policy if isinstance(policy, LeaderboardPolicy) else make_policy(policy, spec, samp)
+    if batch_size > 1 and not pol.batchable:
+        pol.close()
+        raise ConfigError(f"batch_size {batch_size}: {pol.kind} policies play one episode at a time; "
+                          "batches are for model policies (hf:, openai:), random / oracle run in parallel with workers")
     if samples_per_task > 1 and (pol.kind == "oracle" or (pol.kind in ("hf", "openai") and samp.temperature <= 0)):
         pol.close()
         raise ConfigError(
@@ -328,6 +356,22 @@ def evaluate(
                     if progress is not None:
                         progress(len(done), total, e)
         pol.close()
+    elif todo and batch_size > 1:
+        envs: list[Any] = []
+        try:
+            for _ in range(min(batch_size, len(todo))):
+                envs.append(create_env(env_id=spec.id, backend=backend, **env_kwargs))
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                for e in play_batch(envs, pol, chunk, lb.split, [task_of(i, n, n_tasks) for i in chunk], key, keep_prompts):
+                    _write_atomic(ep_dir / f"ep_{e.index:05d}.json", e.model_dump_json())
+                    done[e.index] = e
+                    if progress is not None:
+                        progress(len(done), total, e)
+        finally:
+            for env in envs:
+                env.close()
+            pol.close()
     elif todo:
         env = create_env(env_id=spec.id, backend=backend, **env_kwargs)
         try:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
 
 from arlarena_envs.contract import EnvSpec, Observation, SamplingParams
 from arlarena_envs.errors import ArlArenaError, ConfigError, MissingDependencyError
@@ -39,11 +40,23 @@ class LeaderboardPolicy:
     def name(self) -> str:
         return self.spec
 
+    # True where `start` / `respond` answer many episodes' prompts at once (model policies)
+    batchable: bool = False
+
     def reset(self, seed: int) -> None:
         """Start an episode; `seed` makes sampling reproducible where the backend allows it."""
 
     def act(self, observation: Observation, env: Any) -> str:
         raise NotImplementedError
+
+    def start(self, seeds: Sequence[int]) -> None:
+        """Start several episodes at once (batched play): `reset` for each seed."""
+        raise ConfigError(f"{self.kind} policies play one episode at a time (random / oracle: use workers)")
+
+    def respond(self, seeds: Sequence[int], prompts: Sequence[str]) -> list[str]:
+        """One response per (episode seed, prompt): the next turn of each started episode. An
+        episode's responses depend on its seed and prompts only, not on the others in the call."""
+        raise ConfigError(f"{self.kind} policies play one episode at a time (random / oracle: use workers)")
 
     def describe(self) -> dict[str, Any]:
         """Provenance of the policy (model path, endpoint, ...) for the result row."""
@@ -112,9 +125,12 @@ def load_tokenizer(path: str, auto: Any) -> Any:
 
 
 class HFPolicy(LeaderboardPolicy):
-    """A local transformers causal LM; the prompt goes through the tokenizer's chat template."""
+    """A local transformers causal LM; the prompt goes through the tokenizer's chat template.
+    Episodes can be played in batches (`respond`): each samples from its own generator
+    (hf_sampling.py), so a batch gives each episode the tokens it gets alone."""
 
     kind = "hf"
+    batchable = True
 
     def __init__(self, spec: str, path: str, sampling: SamplingParams, device: str | None = None):
         super().__init__(spec)
@@ -132,9 +148,16 @@ class HFPolicy(LeaderboardPolicy):
         self.tokenizer = load_tokenizer(path, AutoTokenizer)
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self._generators: dict[int, Any] = {}
+        self._current = 0
 
     def reset(self, seed: int) -> None:
-        self.torch.manual_seed(int(seed))  # generate() samples from the global RNG
+        self.start([seed])
+        self._current = int(seed)
+
+    def start(self, seeds: Sequence[int]) -> None:
+        # one generator per episode, seeded by its index: its samples do not depend on the batch
+        self._generators = {int(s): self.torch.Generator(device=self.device).manual_seed(int(s)) for s in seeds}
 
     def encode(self, prompt: str) -> list[int]:
         tok = self.tokenizer
@@ -146,16 +169,27 @@ class HFPolicy(LeaderboardPolicy):
         return tok(prompt)["input_ids"]
 
     def act(self, observation: Observation, env: Any) -> str:
-        torch, s = self.torch, self.sampling
-        ids = torch.tensor([self.encode(env.prompt())], device=self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id}
-        if s.temperature > 0:
-            kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k)
-        else:
-            kwargs.update(do_sample=False)
-        with torch.no_grad():
-            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        return self.respond([self._current], [env.prompt()])[0]
+
+    def respond(self, seeds: Sequence[int], prompts: Sequence[str]) -> list[str]:
+        from arlarena_envs.leaderboard.hf_sampling import sample_batch
+
+        try:
+            gens = [self._generators[int(s)] for s in seeds]
+        except KeyError as e:
+            raise PolicyError(f"{self.spec}: episode {e.args[0]} was not started (call start/reset first)") from None
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        rows = sample_batch(self.model, [self.encode(p) for p in prompts], gens, self.sampling, self.eos_ids, pad)
+        return [tok.decode(r, skip_special_tokens=True) for r in rows]
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """The model's end-of-sequence ids (its generation config, as `generate` reads them), else the tokenizer's."""
+        eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None]
 
     def describe(self) -> dict[str, Any]:
         # the path as given (relative to where `evaluate` ran): an absolute path would name this machine
@@ -166,6 +200,8 @@ class OpenAIPolicy(LeaderboardPolicy):
     """Any OpenAI-compatible chat completions endpoint (the official `openai` client)."""
 
     kind = "openai"
+    batchable = True
+    max_concurrency = 64  # requests in flight at once in a batched `respond`
 
     def __init__(self, spec: str, model: str, base_url: str, sampling: SamplingParams, timeout: float = 120.0):
         super().__init__(spec)
@@ -176,23 +212,43 @@ class OpenAIPolicy(LeaderboardPolicy):
         self.openai = openai
         self.model, self.base_url, self.sampling = model, base_url, sampling
         self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "EMPTY"), timeout=timeout, max_retries=2)
-        self._seed = 0
-        self._turn = 0
+        self._turns: dict[int, int] = {}
+        self._current = 0
 
     def reset(self, seed: int) -> None:
-        self._seed, self._turn = int(seed), 0
+        self.start([seed])
+        self._current = int(seed)
+
+    def start(self, seeds: Sequence[int]) -> None:
+        self._turns = {int(s): 0 for s in seeds}
 
     def act(self, observation: Observation, env: Any) -> str:
+        return self.respond([self._current], [env.prompt()])[0]
+
+    def respond(self, seeds: Sequence[int], prompts: Sequence[str]) -> list[str]:
+        """The requests go out concurrently (an engine like vLLM batches them as they come);
+        each carries its episode's seed and turn, so the answers do not depend on the batch."""
+        calls = []
+        for s in seeds:
+            if int(s) not in self._turns:
+                raise PolicyError(f"{self.spec}: episode {s} was not started (call start/reset first)")
+            self._turns[int(s)] += 1
+            calls.append(int(s) * 1000 + self._turns[int(s)])
+        if len(prompts) == 1:
+            return [self._complete(prompts[0], calls[0])]
+        with ThreadPoolExecutor(max_workers=min(len(prompts), self.max_concurrency)) as ex:
+            return list(ex.map(self._complete, prompts, calls))
+
+    def _complete(self, prompt: str, seed: int) -> str:
         s = self.sampling
-        self._turn += 1
         try:
             resp = self.client.chat.completions.create(
                 model=self.model,
-                messages=chat_messages(env.prompt()),  # type: ignore[arg-type]
+                messages=chat_messages(prompt),  # type: ignore[arg-type]
                 temperature=s.temperature,
                 top_p=s.top_p,
                 max_tokens=s.max_new_tokens,
-                seed=self._seed * 1000 + self._turn,
+                seed=seed,
                 extra_body={"top_k": s.top_k},  # vLLM / SGLang accept top_k here
             )
         except self.openai.OpenAIError as e:

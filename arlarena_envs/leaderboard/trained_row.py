@@ -42,6 +42,7 @@ def evaluate_trained(
     max_steps: int | None = None,
     sampling: Any = None,
     run_name: str | None = None,
+    batch_size: int = 1,
 ) -> tuple[Any, Path | None]:
     """The leaderboard row of a trainer run's checkpoint: pick it by `rule`, copy the run's small
     artefacts to `<results_dir>/runs/<run name>/` (with the weights when they fit in
@@ -80,7 +81,7 @@ def evaluate_trained(
     spec_str = f"hf:{_rel(model)}"
     row = evaluate(env_id, spec_str, out_dir=out_dir, resume=resume, samples_per_task=samples_per_task,
                    training=training, stability_run=dest, progress=progress, episodes=episodes, max_steps=max_steps,
-                   sampling=sampling)
+                   sampling=sampling, batch_size=batch_size)
     if row.provenance.overrides:
         return row, None
     target = results_dir / get_spec(env_id).name / f"{policy_slug(row.policy)}.json"

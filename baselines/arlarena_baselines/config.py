@@ -110,7 +110,9 @@ class AlgorithmConfig(_Section):
     seq_mask_delta: float = Field(0.223, description="δ of the sequence mask")
     tau_pos: float = Field(1.0, gt=0, description="SAPO gate temperature for A>0")
     tau_neg: float = Field(1.05, gt=0, description="SAPO gate temperature for A<=0")
-    max_response_len_per_turn: int = Field(500, ge=1, description="Dr.GRPO loss divisor")
+    max_response_len_per_turn: int = Field(
+        500, ge=1, description="Dr.GRPO loss divisor (in a TrainConfig, unless set: rollout.sampling.max_new_tokens, as the "
+                               "reference trainer sets it to data.max_response_length)")
     epsilon: float = Field(1e-6, gt=0, description="ε added to group std")
     gamma: float = Field(0.95, ge=0, le=1, description="GiGPO discount of step returns")
     step_advantage_w: float = Field(1.0, description="GiGPO ω (weight of the step advantage)")
@@ -132,6 +134,12 @@ class AlgorithmConfig(_Section):
             raise ValueError(f"use_seq_mask applies to vanilla, sapo and cispo only, not {self.loss_mode}")
         if self.loss_mode == "drgrpo" and self.adv_estimator != "drgrpo":
             raise ValueError("loss_mode drgrpo needs adv_estimator drgrpo (advantages without std)")
+        if self.loss_mode == "drgrpo":
+            # Dr.GRPO's constant normaliser: sum over tokens, mean over rows, / max_response_len_per_turn
+            # (the reference trainer forces this aggregation for its drgrpo algorithm)
+            if "loss_agg_mode" in self.model_fields_set and self.loss_agg_mode != "seq-mean-token-sum":
+                raise ValueError(f"loss_mode drgrpo aggregates with seq-mean-token-sum (as the reference trainer forces), not {self.loss_agg_mode}")
+            self.loss_agg_mode = "seq-mean-token-sum"
         if self.loss_mode in ("vanilla", "drgrpo", "gspo"):
             lo = self.clip_ratio_low if self.clip_ratio_low is not None else self.clip_ratio
             if lo >= 1.0:
@@ -215,6 +223,8 @@ class TrainConfig(_Section):
             raise ValueError("ppo_micro_batch_size must be <= ppo_mini_batch_size")
         if self.model.tiny is not None and self.model.tiny.hidden_size % self.model.tiny.num_heads:
             raise ValueError("model.tiny.hidden_size must be divisible by num_heads")
+        if "max_response_len_per_turn" not in self.algorithm.model_fields_set:
+            self.algorithm.max_response_len_per_turn = self.rollout.sampling.max_new_tokens
         return self
 
 

@@ -340,7 +340,12 @@ def kl_penalty(logprob: torch.Tensor, ref_logprob: torch.Tensor, kind: str = "lo
         return torch.clamp(torch.exp(d) - d - 1, min=-10.0, max=10.0)
     if kind == "full" or kind.endswith("+"):
         raise NotImplementedError(f"kl kind {kind!r} is not implemented (as in the reference); use low_var_kl")
-    raise ValueError(f"unknown kl kind {kind!r}; choose kl/k1, abs, mse/k2 or low_var_kl/k3")
+    raise UnknownKLKind(f"unknown kl kind {kind!r}; choose kl/k1, abs, mse/k2 or low_var_kl/k3")
+
+
+class UnknownKLKind(ValueError, NotImplementedError):
+    """A KL estimator name that does not exist: a bad value (ValueError), and what the reference
+    raises for any kind it does not compute (NotImplementedError)."""
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
