@@ -76,6 +76,17 @@ def test_bc_max_updates_stops_mid_epoch(tmp_path):
     assert [r.step for r in bc] == [3]
 
 
+def test_drgrpo_trains_one_step(tmp_path):
+    """Dr.GRPO end to end: advantages without std, loss summed over tokens, / max_new_tokens."""
+    cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "algorithm.name=drgrpo", "algorithm.adv_estimator=drgrpo",
+                                          "algorithm.loss_mode=drgrpo", "algorithm.loss_agg_mode=seq-mean-token-sum",
+                                          "algorithm.clip_ratio_low=null", "algorithm.clip_ratio_high=null"])
+    assert cfg.algorithm.max_response_len_per_turn == cfg.rollout.sampling.max_new_tokens
+    res = run(cfg, run_dir=tmp_path / "run")
+    rl = [r for r in _records(res.metrics_path) if r.phase == "rl"]
+    assert res.steps_done == 1 and len(rl) == 1 and math.isfinite(rl[0].loss)
+
+
 def test_resume_continues_from_checkpoint(tmp_path):
     cfg = load_config("demo_cpu", TINY + ["trainer.total_steps=1", "algorithm.name=grpo", "algorithm.adv_estimator=grpo",
                                           "algorithm.loss_mode=vanilla", "algorithm.clip_ratio_low=null", "algorithm.clip_ratio_high=null"])
