@@ -210,6 +210,38 @@ def test_sample_batch_greedy_equals_generate_and_rows_do_not_depend_on_the_batch
     assert together == alone and len({tuple(r) for r in together}) == 3
 
 
+def test_finished_rows_do_not_draw_from_their_generator():
+    """A response that ended (EOS) gets filler tokens while the batch goes on; its episode's
+    generator must not advance, or its next turn would differ from playing it alone."""
+    import torch
+
+    from arlarena_envs.leaderboard.hf_sampling import next_tokens
+
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+    before = [g.get_state() for g in gens]
+    tok = next_tokens(torch.randn(3, 40), SamplingParams(temperature=1.0, top_k=-1, top_p=1.0), gens, [0, 2], fill=-7)
+    assert int(tok[1]) == -7 and 0 <= int(tok[0]) < 40 and 0 <= int(tok[2]) < 40
+    assert torch.equal(gens[1].get_state(), before[1])
+    assert not torch.equal(gens[0].get_state(), before[0]) and not torch.equal(gens[2].get_state(), before[2])
+
+
+@pytest.mark.slow
+def test_trained_policy_in_batches_plays_the_episodes_it_plays_alone(tmp_path):
+    """The committed trained policy (real EOS endings of different lengths in one batch)."""
+    from pathlib import Path
+
+    policy = Path(__file__).resolve().parents[1] / "results/runs/sampo-sokoban-gain-s0/policy"
+    if not (policy / "config.json").exists():
+        pytest.skip(f"no committed trained policy at {policy}")
+    files = {}
+    for b in (1, 4):
+        evaluate(SOKO, f"hf:{policy}", episodes=12, max_steps=20, out_dir=tmp_path / str(b), batch_size=b)
+        files[b] = _episode_files(tmp_path / str(b))
+    assert len(files[1]) == 12 and files[1] == files[4]
+    lengths = {len(t["response"]) for d in files[1].values() for t in d["turns"]}
+    assert len(lengths) > 1  # responses of different lengths shared batches
+
+
 @pytest.mark.slow
 def test_hf_evaluate_in_batches_writes_the_files_of_serial_play(tiny_hf_model, tmp_path):
     spec = get_spec(SOKO)

@@ -45,15 +45,22 @@ def warp_logits(logits: Any, sampling: SamplingParams) -> Any:
     return z
 
 
-def next_tokens(logits: Any, sampling: SamplingParams, generators: Sequence[Any]) -> Any:
+def next_tokens(logits: Any, sampling: SamplingParams, generators: Sequence[Any], rows: Sequence[int], fill: int) -> Any:
     """One token per row: argmax at temperature 0, else a draw from softmax(warp_logits(row))
-    with that row's generator."""
+    with that row's generator, for `rows` only; the others get `fill` and leave their generator
+    untouched (a finished response must not advance its episode's stream: alone it would not)."""
     import torch
 
     if sampling.temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = warp_logits(logits.float(), sampling).softmax(dim=-1)
-    return torch.cat([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(generators)])
+        tok = logits.argmax(dim=-1)
+    else:
+        tok = torch.full((logits.shape[0],), fill, dtype=torch.long, device=logits.device)
+        if rows:
+            idx = torch.tensor(list(rows), device=logits.device)
+            probs = warp_logits(logits[idx].float(), sampling).softmax(dim=-1)
+            for j, i in enumerate(rows):
+                tok[i] = torch.multinomial(probs[j], 1, generator=generators[i])[0]
+    return tok
 
 
 def _cache_of(output: Any) -> Any:
@@ -84,7 +91,7 @@ def sample_batch(model: Any, prompts: Sequence[Sequence[int]], generators: Seque
         step = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
         cache, nxt_pos = _cache_of(step), pos[:, -1:] + 1
         for n in range(sampling.max_new_tokens):
-            tok = next_tokens(step.logits[:, -1, :], sampling, generators)
+            tok = next_tokens(step.logits[:, -1, :], sampling, generators, sorted(open_rows), pad_id)
             for i in sorted(open_rows):
                 t = int(tok[i])
                 out[i].append(t)
