@@ -204,6 +204,14 @@ def test_sample_batch_greedy_equals_generate_and_rows_do_not_depend_on_the_batch
             ref_row = ref_row[: ref_row.index(eos[0]) + 1]
         assert row == ref_row
     samp = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=12)
+    for p, seed in zip(prompts, (11, 12, 13)):  # one sequence: generate()'s own draws from the global RNG seeded alike
+        ids = torch.tensor([p])
+        torch.manual_seed(seed)
+        ref = pol.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0, top_p=0.95, top_k=50,
+                                 max_new_tokens=12, pad_token_id=pad)[0, len(p):].tolist()
+        if eos[0] in ref:
+            ref = ref[: ref.index(eos[0]) + 1]
+        assert sample_batch(pol.model, [p], [torch.Generator().manual_seed(seed)], samp, eos, pad)[0] == ref
     gens = lambda: [torch.Generator().manual_seed(s) for s in (11, 12, 13)]  # noqa: E731
     together = sample_batch(pol.model, prompts, gens(), samp, eos, pad)
     alone = [sample_batch(pol.model, [p], [g], samp, eos, pad)[0] for p, g in zip(prompts, gens())]
