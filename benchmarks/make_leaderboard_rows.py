@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trained-env", help="with --trained: env to evaluate on (default: the run's env.env_id)")
     ap.add_argument("--samples", type=int, default=1, help="with --trained: episodes per task (n of pass@k)")
     ap.add_argument("--torch-threads", type=int, default=1, help="torch threads for model policies (default 1)")
+    ap.add_argument("--batch-size", type=int, default=16, help="with --trained: episodes played side by side (same results for any size)")
     args = ap.parse_args(argv)
     if args.trained:
         return trained_rows(args)
@@ -127,7 +128,7 @@ def trained_rows(args: argparse.Namespace) -> int:
         env_id = args.trained_env or json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["env"]["env_id"]
         t0 = time.perf_counter()
         row, dest = evaluate_trained(os.path.relpath(run_dir, ROOT), env_id, rule=args.checkpoint_rule, results_dir=results,
-                                     out_dir=out, samples_per_task=args.samples, run_name=name or None)
+                                     out_dir=out, samples_per_task=args.samples, run_name=name or None, batch_size=args.batch_size)
         t = row.provenance.training
         passk = ", ".join(f"pass@{k} {v:.3f}" for k, v in sorted(row.pass_at_k.items())) or f"pass@1 {row.success.mean:.3f}"
         print(f"ok      {env_id} {row.policy}: success {row.success.fmt(3)}, {passk}, steps {row.steps.fmt(1)}, "
