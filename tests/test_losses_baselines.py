@@ -261,6 +261,11 @@ def test_drgrpo_divides_by_max_len():
     mask = t([[1.0, 1.0], [1.0, 0.0]])
     out = L.compute_policy_loss_drgrpo(logp, logp, adv, mask, max_response_len_per_turn=4)
     assert out.pg_loss.item() == pytest.approx(((-1 - 1) + (-2)) / 2 / 4)
+    # TIS as in the vanilla loss: each token's loss times min(π_old / π_rollout, cap), then / L_max
+    rollout = t([[0.0, -1.0], [0.5, 0.0]])
+    tis = L.compute_policy_loss_drgrpo(logp, logp, adv, mask, max_response_len_per_turn=4, rollout_log_probs=rollout, tis_imp_ratio_cap=2.0)
+    w = [[1.0, 2.0], [math.exp(-0.5), 1.0]]  # exp(0 - (-1)) = e capped at 2
+    assert tis.pg_loss.item() == pytest.approx(((-1 * w[0][0] - 1 * w[0][1]) + (-2 * w[1][0])) / 2 / 4)
 
 
 # ------------------------------------------------------------------ KL

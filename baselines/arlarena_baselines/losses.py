@@ -174,14 +174,17 @@ def compute_policy_loss_drgrpo(
     clip_ratio_high: float | None = None,
     clip_ratio_c: float = 3.0,
     max_response_len_per_turn: int = 500,
+    rollout_log_probs: torch.Tensor | None = None,
+    tis_imp_ratio_cap: float = -1.0,
 ) -> PolicyLossOutput:
-    """ARL-Arena Dr.GRPO loss: the vanilla PPO loss without the sequence mask, then
-    pg_loss /= max_response_len_per_turn (paper §4.1: in the code as `drgrpo`, no table row). The ARL-Arena trainer uses
-    loss_agg_mode = seq-mean-token-sum, so the net per-token weight is 1/(B·L_max).
-    Pair it with Dr.GRPO advantages (no std normalisation)."""
+    """ARL-Arena Dr.GRPO loss: the vanilla PPO loss without the sequence mask (TIS included when
+    given), then pg_loss /= max_response_len_per_turn (paper §4.1: in the code as `drgrpo`, no
+    table row). The ARL-Arena trainer uses loss_agg_mode = seq-mean-token-sum, so the net
+    per-token weight is 1/(B·L_max). Pair it with Dr.GRPO advantages (no std normalisation)."""
     out = compute_policy_loss_vanilla(
         old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
         clip_ratio, clip_ratio_low, clip_ratio_high, clip_ratio_c,
+        rollout_log_probs=rollout_log_probs, tis_imp_ratio_cap=tis_imp_ratio_cap,
     )
     out.pg_loss = out.pg_loss / max_response_len_per_turn
     return out
