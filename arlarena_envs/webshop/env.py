@@ -104,7 +104,7 @@ class WebShopEnv(TextEnv):
 
             if data_dir is not None or human_goals or products_per_type is not None:
                 raise InvalidArgumentError("a store holds its products and synthetic goals: build it with `arlarena webshop build-catalogue`, then pass only store=DIR")
-            self.catalogue = open_store(store)  # type: ignore[assignment]  # the same interface, memory-mapped
+            self.catalogue = open_store(store)  # type: ignore[assignment]  # the same interface, on disk
         else:
             raise InvalidArgumentError(f"catalogue must be 'embedded', 'original' or 'store', got {catalogue!r}")
         if store is not None and catalogue != "store":
