@@ -12,7 +12,6 @@ per-episode generators make batching invisible in the results).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -20,15 +19,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def episode_files(folder: Path) -> dict[str, dict]:
-    out = {}
-    for f in sorted(folder.glob("*/*/episodes/ep_*.json")):
-        d = json.loads(f.read_text())
-        d.pop("elapsed_s")
-        out[f.name] = d
-    return out
 
 
 def main() -> None:
@@ -43,7 +33,7 @@ def main() -> None:
 
     import torch
 
-    from arlarena_envs.leaderboard import evaluate
+    from arlarena_envs.leaderboard import episode_files_without_timing, evaluate
 
     torch.set_num_threads(args.threads)
     print(f"{args.env}, hf:{args.policy}, {args.episodes} tasks x {args.samples}, torch threads {args.threads}")
@@ -56,7 +46,7 @@ def main() -> None:
             row = evaluate(args.env, f"hf:{args.policy}", episodes=args.episodes, samples_per_task=args.samples, out_dir=out,
                            batch_size=b, checkpoint_rule="bench")
             wall = time.perf_counter() - t
-            files = episode_files(out)
+            files = episode_files_without_timing(out)
             if base_wall is None:
                 base_wall, base_files = wall, files
             n = args.episodes * args.samples

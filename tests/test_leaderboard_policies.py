@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from arlarena_envs.contract import SamplingParams
-from arlarena_envs.leaderboard import PolicyError, evaluate
+from arlarena_envs.leaderboard import PolicyError, episode_files_without_timing, evaluate
 from arlarena_envs.leaderboard.models import EpisodeResult
 from arlarena_envs.registry import get_spec
 
@@ -148,16 +148,6 @@ def test_hf_policy_uses_the_chat_template_and_is_seeded(tiny_hf_model, tmp_path)
     assert all(isinstance(x, str) for t in turns for x in t)
 
 
-def _episode_files(folder):
-    """Episode files without their wall time, by file name."""
-    out = {}
-    for f in sorted(folder.glob("Sokoban-v0/*/episodes/ep_*.json")):
-        d = json.loads(f.read_text())
-        d.pop("elapsed_s")
-        out[f.name] = d
-    return out
-
-
 def test_warp_logits_matches_transformers_warpers():
     """Temperature, top-k (ties kept) and top-p as transformers' own warpers compute them."""
     import torch
@@ -244,7 +234,7 @@ def test_trained_policy_in_batches_plays_the_episodes_it_plays_alone(tmp_path):
     files = {}
     for b in (1, 4):
         evaluate(SOKO, f"hf:{policy}", episodes=12, max_steps=20, out_dir=tmp_path / str(b), batch_size=b)
-        files[b] = _episode_files(tmp_path / str(b))
+        files[b] = episode_files_without_timing(tmp_path / str(b))
     assert len(files[1]) == 12 and files[1] == files[4]
     lengths = {len(t["response"]) for d in files[1].values() for t in d["turns"]}
     assert len(lengths) > 1  # responses of different lengths shared batches
@@ -260,7 +250,7 @@ def test_hf_evaluate_in_batches_writes_the_files_of_serial_play(tiny_hf_model, t
     for b in (1, 3, 8):
         pol = make_policy(f"hf:{tiny_hf_model}", spec, samp)
         row = evaluate(SOKO, pol, episodes=5, max_steps=3, sampling=samp, out_dir=tmp_path / str(b), batch_size=b, samples_per_task=2)
-        files[b] = (_episode_files(tmp_path / str(b)), row.result_dump())
+        files[b] = (episode_files_without_timing(tmp_path / str(b)), row.result_dump())
     assert len(files[1][0]) == 10
     assert files[1] == files[3] == files[8]
     responses = [t["response"] for d in files[1][0].values() for t in d["turns"]]
@@ -277,8 +267,8 @@ def test_openai_evaluate_in_batches_sends_concurrent_requests_with_per_episode_s
     assert len(seeds_serial) == 16 and len(set(seeds_serial)) == 16  # 4 episodes x 4 turns, one seed each
     figures = lambda r: {k: v for k, v in r.result_dump().items() if k != "provenance"}  # noqa: E731
     assert figures(batched) == figures(serial)
-    assert {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in _episode_files(tmp_path / "b").items()} == \
-        {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in _episode_files(tmp_path / "serial").items()}
+    assert {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in episode_files_without_timing(tmp_path / "b").items()} == \
+        {k: {**v, "turns": [{**t, "prompt": None} for t in v["turns"]]} for k, v in episode_files_without_timing(tmp_path / "serial").items()}
 
 
 def test_batch_size_is_for_model_policies(tmp_path):

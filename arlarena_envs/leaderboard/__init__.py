@@ -4,7 +4,7 @@ Markdown / sortable HTML tables (`render`). See docs/leaderboard.md."""
 
 from __future__ import annotations
 
-from arlarena_envs.leaderboard.evaluate import evaluate, policy_slug, summarize
+from arlarena_envs.leaderboard.evaluate import episode_files_without_timing, evaluate, policy_slug, summarize
 from arlarena_envs.leaderboard.models import (
     EpisodeResult,
     LeaderboardRow,
@@ -32,6 +32,7 @@ __all__ = [
     "check_provenance",
     "config_digest",
     "env_matrix",
+    "episode_files_without_timing",
     "evaluate",
     "evaluate_trained",
     "load_rows",

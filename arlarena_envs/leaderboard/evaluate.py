@@ -22,6 +22,7 @@ per_task_type[t]: the same restricted to episodes whose `info.extra["task_type"]
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -99,6 +100,19 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def episode_files_without_timing(out_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """Every episode file below an `evaluate` output folder, as JSON by `<Env>/<policy>/<file>`,
+    without its wall time: what two evaluations of one protocol and policy must agree on
+    whatever their batch size or worker count."""
+    out: dict[str, dict[str, Any]] = {}
+    root = Path(out_dir)
+    for f in sorted(root.glob("*/*/episodes/ep_*.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        d.pop("elapsed_s", None)
+        out[f.relative_to(root).as_posix().replace("/episodes/", "/")] = d
+    return out
 
 
 def task_of(index: int, tasks: int, split_size: int) -> int:
