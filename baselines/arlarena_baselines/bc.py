@@ -69,6 +69,21 @@ def batches(n: int, batch_size: int, rng: Any) -> Iterator[list[int]]:
         yield [int(i) for i in order[s : s + batch_size]]
 
 
+def bc_lr(cfg: BCConfig, update: int, n_updates: int) -> float:
+    """The lr of BC update `update` (0-based) of `n_updates`. constant: lr. cosine: lr·(u+1)/W for
+    u < W (warmup), then lr·(r + (1 − r)·(1 + cos(π·(u − W)/(N − W − 1)))/2), r = min_lr_ratio,
+    so the last update uses r·lr. Decaying the lr keeps a late loss spike from undoing what BC
+    learned (a tiny model's action loss can fall back to the uniform plateau at a constant lr)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    w = min(cfg.warmup_updates, n_updates)
+    if update < w:
+        return cfg.lr * (update + 1) / w
+    span = max(1, n_updates - w - 1)
+    progress = min(1.0, (update - w) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def behaviour_clone(
     model: Any,
     encoded: Sequence[tuple[list[int], list[int]]],
@@ -82,7 +97,7 @@ def behaviour_clone(
 ) -> None:
     """SFT of `model` on (prompt ids, response ids) pairs: `cfg.epochs` shuffled passes in
     batches of `cfg.batch_size` (stopping after `cfg.max_updates` updates when set), AdamW at
-    `cfg.lr`, the response NLL
+    `bc_lr` (cfg.lr, or its warmup + cosine schedule), the response NLL
     token-mean: −Σ m·log π / Σ m,   seq-mean-token-sum: −Σ m·log π / b (a short response's
     decisive token is not diluted). Logs a `phase="bc"` MetricRecord every 10 updates."""
     import torch
@@ -106,6 +121,9 @@ def behaviour_clone(
                 loss = -(logp * mask).sum() / mask.sum()
             else:
                 loss = -(logp * mask).sum() / len(rows)
+            lr = bc_lr(cfg, step, n_updates)
+            for group in opt.param_groups:
+                group["lr"] = lr
             opt.zero_grad()
             loss.backward()
             gn = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -115,4 +133,4 @@ def behaviour_clone(
                 progress.update(1)
                 progress.set_postfix(loss=f"{loss.item():.3f}")
             if step % 10 == 0 or step == n_updates:
-                log(MetricRecord(step=step, phase="bc", loss=float(loss.item()), grad_norm=float(gn), lr=cfg.lr))
+                log(MetricRecord(step=step, phase="bc", loss=float(loss.item()), grad_norm=float(gn), lr=lr))

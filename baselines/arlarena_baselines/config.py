@@ -155,7 +155,12 @@ class BCConfig(_Section):
     epochs: int = Field(3, ge=1, description="passes over the BC data")
     max_updates: int | None = Field(None, ge=1, description="stop after this many updates (mid-epoch); None: all epochs")
     batch_size: int = Field(32, ge=1, description="samples per BC update")
-    lr: float = Field(1e-3, gt=0, description="BC learning rate")
+    lr: float = Field(1e-3, gt=0, description="BC learning rate (the peak one under a schedule)")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant lr, or linear warmup then cosine decay to min_lr_ratio·lr at the last update"
+    )
+    warmup_updates: int = Field(0, ge=0, description="cosine: updates of linear warmup from lr/warmup_updates to lr")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: the final lr as a fraction of lr")
     loss_agg_mode: Literal["token-mean", "seq-mean-token-sum"] = Field(
         "token-mean", description="SFT loss: mean over response tokens, or per-response token sum averaged over responses"
     )
