@@ -110,7 +110,7 @@ def episode_files_without_timing(out_dir: str | Path) -> dict[str, dict[str, Any
     root = Path(out_dir)
     for f in sorted(root.glob("*/*/episodes/ep_*.json")):
         d = json.loads(f.read_text(encoding="utf-8"))
-        d.pop("elapsed_s", None)
+        d.pop("elapsed_s")
         out[f.relative_to(root).as_posix().replace("/episodes/", "/")] = d
     return out
 
